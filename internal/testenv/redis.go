@@ -1,0 +1,212 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// databases is how many logical databases the shared Redis server has, and so
+// how many tests of one binary can ask for one.
+const databases = 10000
+
+// RedisServer is a redis-server process on a loopback port.
+type RedisServer struct {
+	// Addr is host:port.
+	Addr string
+	proc *process
+}
+
+// Redis is one test's own Redis database.
+type Redis struct {
+	// Server is the server the database lives on.
+	Server *RedisServer
+	// DB is the database number, never 0.
+	DB int
+	// URL is a redis:// URL naming the server and DB.
+	URL string
+	// Client is a client of the database, closed when the test ends.
+	Client *redis.Client
+}
+
+// Options returns go-redis options for the test's database.
+func (r *Redis) Options() *redis.Options {
+	return &redis.Options{Addr: r.Server.Addr, DB: r.DB}
+}
+
+// NewRedis gives the test a flushed database of its own on the binary's
+// shared Redis server, starting the server if needed.
+func NewRedis(t testing.TB) *Redis {
+	t.Helper()
+	shared.mu.Lock()
+	srv := shared.redis
+	shared.mu.Unlock()
+	if srv == nil {
+		s, err := startRedis(nil)
+		if err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+		shared.mu.Lock()
+		if shared.redis == nil {
+			shared.redis = s
+			shared.stops = append(shared.stops, s.Stop)
+		} else {
+			defer s.Stop()
+		}
+		srv = shared.redis
+		shared.mu.Unlock()
+	}
+	shared.mu.Lock()
+	shared.redisDB++
+	db := shared.redisDB
+	shared.mu.Unlock()
+	if db >= databases {
+		t.Fatalf("testenv: more than %d Redis databases asked for in one test binary", databases-1)
+	}
+	return newRedisDB(t, srv, db)
+}
+
+func newRedisDB(t testing.TB, srv *RedisServer, db int) *Redis {
+	t.Helper()
+	r := &Redis{Server: srv, DB: db, URL: fmt.Sprintf("redis://%s/%d", srv.Addr, db)}
+	r.Client = redis.NewClient(r.Options())
+	t.Cleanup(func() { _ = r.Client.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.Client.FlushDB(ctx).Err(); err != nil {
+		t.Fatalf("testenv: flush redis db %d: %v", db, err)
+	}
+	return r
+}
+
+// NewRedisServer starts a private Redis server for a test that stops and
+// starts it (outage tests). It is stopped when the test ends.
+func NewRedisServer(t testing.TB) *RedisServer {
+	t.Helper()
+	s, err := startRedis(nil)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// NewRedisOn gives the test a flushed database db on a private server.
+func NewRedisOn(t testing.TB, s *RedisServer, db int) *Redis {
+	t.Helper()
+	return newRedisDB(t, s, db)
+}
+
+func startRedis(extra []string) (*RedisServer, error) {
+	path, err := findTool("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{
+		"--port", itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no",
+		"--databases", itoa(databases),
+		"--daemonize", "no", "--protected-mode", "no",
+		"--loglevel", "warning",
+	}
+	args = append(args, extra...)
+	s := &RedisServer{
+		Addr: fmt.Sprintf("127.0.0.1:%d", port),
+		proc: &process{name: "redis-server", path: path, args: args},
+	}
+	if err := s.Start(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Start starts the server (again) on its address. Data is not kept across a
+// Stop: the server runs without persistence.
+func (s *RedisServer) Start() error {
+	if err := s.proc.start(); err != nil {
+		return err
+	}
+	err := s.proc.waitReady(10*time.Second, func(ctx context.Context) error {
+		c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
+		defer c.Close()
+		return c.Ping(ctx).Err()
+	})
+	if err != nil {
+		s.proc.stop()
+	}
+	return err
+}
+
+// Stop kills the server and waits until it has exited.
+func (s *RedisServer) Stop() { s.proc.stop() }
+
+// RedisCluster is a Redis Cluster of primaries on loopback ports.
+type RedisCluster struct {
+	// Addrs are the nodes' host:port addresses.
+	Addrs   []string
+	servers []*RedisServer
+}
+
+// Client returns a cluster client, closed when the test ends.
+func (c *RedisCluster) Client(t testing.TB) *redis.ClusterClient {
+	cl := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs})
+	t.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
+// NewRedisCluster starts a three-node Redis Cluster (no replicas) for the
+// test and stops it when the test ends.
+func NewRedisCluster(t testing.TB) *RedisCluster {
+	t.Helper()
+	cli, err := findTool("redis-cli")
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	c := &RedisCluster{}
+	for i := 0; i < 3; i++ {
+		dir := t.TempDir()
+		s, err := startRedis([]string{
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+			"--dir", dir, "--databases", "1",
+		})
+		if err != nil {
+			t.Fatalf("testenv: cluster node: %v", err)
+		}
+		t.Cleanup(s.Stop)
+		c.servers = append(c.servers, s)
+		c.Addrs = append(c.Addrs, s.Addr)
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("testenv: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok := true
+		for _, a := range c.Addrs {
+			out, err := exec.Command(cli, "-h", "127.0.0.1", "-p", strings.Split(a, ":")[1], "cluster", "info").CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "cluster_state:ok") {
+				ok = false
+			}
+		}
+		if ok {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: redis cluster not ok after 20s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
