@@ -1,0 +1,172 @@
+// Package producer turns a list of scenes into a campaign: it reads scenes
+// from a file, a stream or a numeric range, validates every one before
+// anything is written, drops duplicates, records the campaign and enqueues
+// its batches as asynq tasks.
+package producer
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/wxacode/wxacode/wechat"
+)
+
+// Scenes is a validated list of distinct scenes, in first-seen order.
+type Scenes struct {
+	// List holds each distinct scene once.
+	List []string
+	// Duplicates counts the scenes dropped because they came before.
+	Duplicates int
+}
+
+// LineError is one bad line of a scenes source.
+type LineError struct {
+	// Line is the 1-based line number; for a range, the number the
+	// template was filled with.
+	Line int64
+	Err  error
+}
+
+// Error formats the line as LINE: reason.
+func (e LineError) Error() string { return fmt.Sprintf("%d: %v", e.Line, e.Err) }
+
+// InvalidError lists every bad line of a source. Nothing is enqueued when
+// a source has one.
+type InvalidError struct {
+	Lines []LineError
+}
+
+// Error formats every bad line, one per line.
+func (e *InvalidError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d invalid scene(s), nothing enqueued:", len(e.Lines))
+	for _, l := range e.Lines {
+		b.WriteString("\n")
+		b.WriteString(l.Error())
+	}
+	return b.String()
+}
+
+// maxLine is the longest line read; scenes are at most 32 characters, so
+// anything longer is reported, not read whole.
+const maxLine = 64 << 10
+
+// Read reads one scene per line (LF or CRLF; blank lines skipped) and
+// validates them all. Bad lines come back together as *InvalidError.
+func Read(r io.Reader) (Scenes, error) {
+	var (
+		sc   Scenes
+		bad  []LineError
+		seen = map[string]struct{}{}
+	)
+	br := bufio.NewReaderSize(r, 1<<16)
+	for line := int64(1); ; line++ {
+		text, err := readLine(br)
+		if errors.Is(err, errLongLine) {
+			bad = append(bad, LineError{line, fmt.Errorf("line is longer than %d bytes", maxLine)})
+			continue
+		}
+		if err == io.EOF && text == "" {
+			break
+		}
+		if err != nil && err != io.EOF {
+			return sc, fmt.Errorf("read scenes: line %d: %w", line, err)
+		}
+		if strings.TrimSpace(text) != "" {
+			if verr := wechat.ValidateScene(text); verr != nil {
+				bad = append(bad, LineError{line, verr})
+			} else if _, dup := seen[text]; dup {
+				sc.Duplicates++
+			} else {
+				seen[text] = struct{}{}
+				sc.List = append(sc.List, text)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+	}
+	if len(bad) > 0 {
+		return Scenes{}, &InvalidError{Lines: bad}
+	}
+	return sc, nil
+}
+
+var errLongLine = errors.New("line too long")
+
+// readLine reads a line without its LF or CRLF. A line over maxLine is
+// skipped to its end and reported as errLongLine.
+func readLine(br *bufio.Reader) (string, error) {
+	var b []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(b)+len(chunk) > maxLine+2 {
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			if err != nil && err != io.EOF {
+				return "", err
+			}
+			return "", errLongLine
+		}
+		b = append(b, chunk...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		s := strings.TrimSuffix(string(b), "\n")
+		s = strings.TrimSuffix(s, "\r")
+		return s, err
+	}
+}
+
+var verbRE = regexp.MustCompile(`%(0?[1-9][0-9]?)?[dx]`)
+
+// Range makes the scenes template % n for every n from from to to,
+// inclusive. The template holds exactly one %d or %x verb, with an optional
+// width such as %08d, and no other %.
+func Range(template string, from, to int64) (Scenes, error) {
+	locs := verbRE.FindAllStringIndex(template, -1)
+	if len(locs) != 1 || strings.Count(template, "%") != 1 {
+		return Scenes{}, fmt.Errorf("--range %q: want exactly one %%d or %%x verb (such as sku%%08d) and no other %%", template)
+	}
+	if from < 0 || to < from {
+		return Scenes{}, fmt.Errorf("--from %d --to %d: want 0 <= from <= to", from, to)
+	}
+	const most = 100_000_000
+	if to-from+1 > most {
+		return Scenes{}, fmt.Errorf("--from %d --to %d: at most %d scenes in one range", from, to, most)
+	}
+	// Distinct numbers print as distinct strings under %d and %x, padded
+	// or not, so a range has no duplicates.
+	sc := Scenes{List: make([]string, 0, to-from+1)}
+	var bad []LineError
+	for n := from; n <= to; n++ {
+		s := fmt.Sprintf(template, n)
+		if err := wechat.ValidateScene(s); err != nil {
+			bad = append(bad, LineError{n, fmt.Errorf("scene %q: %w", s, err)})
+			if len(bad) >= 20 {
+				break
+			}
+			continue
+		}
+		sc.List = append(sc.List, s)
+	}
+	if len(bad) > 0 {
+		return Scenes{}, &InvalidError{Lines: bad}
+	}
+	return sc, nil
+}
+
+// formatCount writes n with thousands separators, for summaries.
+func formatCount(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
