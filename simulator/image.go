@@ -1,0 +1,148 @@
+package simulator
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"image/png"
+	"strings"
+
+	"github.com/makiuchi-d/gozxing"
+	gzqrcode "github.com/makiuchi-d/gozxing/qrcode"
+	"github.com/skip2/go-qrcode"
+)
+
+// jpegQuality keeps codes sharp enough to decode at 280 px.
+const jpegQuality = 90
+
+// jfifAPP0 is the JFIF header segment (version 1.1, no density unit,
+// 1:1, no thumbnail) that WeChat's JPEGs carry and Go's encoder omits.
+var jfifAPP0 = []byte{0xFF, 0xE0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0x00, 0x01, 0x01, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00}
+
+// renderCode draws the code of r: a standard QR code of r.width pixels
+// carrying r.content(), in the line colour (black when auto_color), as a
+// JFIF JPEG on white, or as a PNG on a transparent background when
+// is_hyaline. The same request always gives the same bytes.
+func renderCode(r codeRequest) ([]byte, error) {
+	text := r.content()
+	q, err := qrcode.New(text, qrcode.Medium)
+	if err != nil {
+		if q, err = qrcode.New(text, qrcode.Low); err != nil {
+			return nil, fmt.Errorf("qr code of %d bytes: %w", len(text), err)
+		}
+	}
+	bits := q.Bitmap() // with its 4-module quiet zone
+	n := len(bits)
+	size := max(r.width, n)
+	fg := r.line
+	if r.autoColor {
+		fg = color.RGBA{A: 255}
+	}
+	dark := func(x, y int) bool { return bits[y*n/size][x*n/size] }
+
+	var buf bytes.Buffer
+	if r.hyaline {
+		img := image.NewPaletted(image.Rect(0, 0, size, size), color.Palette{color.Transparent, fg})
+		for y := range size {
+			for x := range size {
+				if dark(x, y) {
+					img.Pix[y*img.Stride+x] = 1
+				}
+			}
+		}
+		enc := png.Encoder{CompressionLevel: png.BestSpeed}
+		if err := enc.Encode(&buf, img); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	}
+
+	var img image.Image
+	if fg.R == fg.G && fg.G == fg.B {
+		// Grey lines: a one-component JPEG, quicker to make and smaller.
+		g := image.NewGray(image.Rect(0, 0, size, size))
+		for y := range size {
+			row := g.Pix[y*g.Stride : y*g.Stride+size]
+			for x := range row {
+				row[x] = 0xFF
+				if dark(x, y) {
+					row[x] = fg.R
+				}
+			}
+		}
+		img = g
+	} else {
+		c := image.NewRGBA(image.Rect(0, 0, size, size))
+		for y := range size {
+			for x := range size {
+				o := y*c.Stride + 4*x
+				p := c.Pix[o : o+4 : o+4]
+				if dark(x, y) {
+					p[0], p[1], p[2] = fg.R, fg.G, fg.B
+				} else {
+					p[0], p[1], p[2] = 0xFF, 0xFF, 0xFF
+				}
+				p[3] = 0xFF
+			}
+		}
+		img = c
+	}
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: jpegQuality}); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	out := make([]byte, 0, len(b)+len(jfifAPP0))
+	out = append(out, b[:2]...) // SOI
+	out = append(out, jfifAPP0...)
+	return append(out, b[2:]...), nil
+}
+
+// DecodeContent splits the text of an interface-B code, PAGE?scene=SCENE,
+// into its page (empty for the home page) and scene. ok is false when s
+// has no "?scene=" (the text of an A or C code is its path).
+func DecodeContent(s string) (page, scene string, ok bool) {
+	page, scene, ok = strings.Cut(s, "?scene=")
+	if !ok {
+		return "", "", false
+	}
+	return page, scene, true
+}
+
+// DecodeImageText reads the QR code in a JPEG or PNG image (a transparent
+// background reads as white) and returns the text it carries.
+func DecodeImageText(b []byte) (string, error) {
+	img, _, err := image.Decode(bytes.NewReader(b))
+	if err != nil {
+		return "", fmt.Errorf("decode image: %w", err)
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		return "", fmt.Errorf("decode image: %w", err)
+	}
+	reader := gzqrcode.NewQRCodeReader()
+	res, err := reader.Decode(bmp, nil)
+	if err != nil {
+		hints := map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_TRY_HARDER: true}
+		if res, err = reader.Decode(bmp, hints); err != nil {
+			return "", fmt.Errorf("read qr code: %w", err)
+		}
+	}
+	return res.GetText(), nil
+}
+
+// DecodeImage reads an interface-B code image made by the simulator and
+// returns the page and scene it encodes.
+func DecodeImage(b []byte) (page, scene string, err error) {
+	text, err := DecodeImageText(b)
+	if err != nil {
+		return "", "", err
+	}
+	page, scene, ok := DecodeContent(text)
+	if !ok {
+		return "", "", errors.New("qr code text has no ?scene=: not an interface-B code")
+	}
+	return page, scene, nil
+}
