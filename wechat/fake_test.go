@@ -87,8 +87,11 @@ func (f *fakeWeChat) stableToken(w http.ResponseWriter, r *http.Request) {
 	if req.ForceRefresh == nil || *req.ForceRefresh {
 		f.forced.Add(1)
 	}
-	if f.fetchGate != nil {
-		<-f.fetchGate
+	f.mu.Lock()
+	gate := f.fetchGate
+	f.mu.Unlock()
+	if gate != nil {
+		<-gate
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -150,6 +153,13 @@ func (f *fakeWeChat) code(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "image/jpeg")
 	_, _ = w.Write(jpegBytes)
+}
+
+// set changes the fake's settings under its lock.
+func (f *fakeWeChat) set(change func(f *fakeWeChat)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	change(f)
 }
 
 func (f *fakeWeChat) lastBody() map[string]any {

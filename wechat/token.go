@@ -220,6 +220,21 @@ func (s *StableTokenSource) Token(ctx context.Context) (string, error) {
 			return "", err
 		}
 		if ok {
+			// Double-check under the lease: the previous holder may have
+			// stored a token or a failure (and released the lease) since
+			// the reads above.
+			st, err := s.load(ctx)
+			if err == nil && st.valid(now) {
+				s.release(ctx, owner)
+				return st.token, nil
+			}
+			if err == nil {
+				err = s.rememberedFailure(ctx, now)
+			}
+			if err != nil {
+				s.release(ctx, owner)
+				return "", err
+			}
 			return s.fetch(ctx, owner)
 		}
 		if tick == nil {
@@ -346,6 +361,16 @@ redis.call('DEL', KEYS[2])
 return 1
 `)
 
+// release gives the lease back, even when ctx is done. A failure only
+// delays the next fetch until the lease's deadline.
+func (s *StableTokenSource) release(ctx context.Context, owner string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := releaseScript.Run(rctx, s.rdb, s.keys[:2], owner).Err(); err != nil {
+		s.log.Warn().Err(err).Str("appid", s.appID).Msg("access token lease not released")
+	}
+}
+
 // fetch asks WeChat for the token while holding the lease, and stores the
 // token or the failure before giving the lease back.
 func (s *StableTokenSource) fetch(ctx context.Context, owner string) (string, error) {
@@ -365,7 +390,7 @@ func (s *StableTokenSource) fetch(ctx context.Context, owner string) (string, er
 	}
 	if ctx.Err() != nil {
 		// The caller gave up: not the endpoint's fault, nothing to remember.
-		_ = releaseScript.Run(rctx, s.rdb, s.keys[:2], owner).Err()
+		s.release(rctx, owner)
 		return "", ferr
 	}
 	f := failureOf(ferr)
@@ -398,14 +423,24 @@ func (s *StableTokenSource) store(ctx context.Context, owner, tok string, lifeti
 // refresh margin, if no other process is doing so, and returns the token to
 // use. Failures are logged and the current token is kept.
 func (s *StableTokenSource) refreshAhead(ctx context.Context, st sharedToken) string {
-	owner, ok, err := s.acquire(ctx, s.now())
+	now := s.now()
+	owner, ok, err := s.acquire(ctx, now)
 	if err != nil || !ok {
 		return st.token
+	}
+	// Double-check under the lease: another process may just have
+	// refreshed (or postponed) it.
+	if cur, err := s.load(ctx); err != nil || cur.valid(now) && now.Before(cur.refreshAt) {
+		s.release(ctx, owner)
+		if err != nil {
+			return st.token
+		}
+		return cur.token
 	}
 	tok, lifetime, ferr := s.request(ctx)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	now := s.now()
+	now = s.now()
 	if ferr == nil {
 		if err := s.store(rctx, owner, tok, lifetime, now); err != nil {
 			s.log.Warn().Err(err).Str("appid", s.appID).Msg("refreshed access token not stored; keeping the current one")
