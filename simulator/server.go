@@ -315,13 +315,13 @@ func (s *Server) serveCode(c *call, api string) {
 	// WeChat labels its codes image/jpeg, and real clients compare that
 	// header exactly; the PNG of is_hyaline carries the same label
 	// (WeChat's own label for it is unconfirmed). Tell them by their bytes.
+	c.entry.Status, c.entry.Bytes = http.StatusOK, len(img)
+	s.finish(c)
 	h := c.w.Header()
 	h.Set("Content-Type", "image/jpeg")
 	h.Set("Content-Length", strconv.Itoa(len(img)))
 	c.w.WriteHeader(http.StatusOK)
-	n, _ := c.w.Write(img)
-	c.entry.Status, c.entry.Bytes = http.StatusOK, n
-	s.finish(c)
+	c.w.Write(img) //nolint:errcheck // the client is gone; nothing to do
 }
 
 // serveToken answers cgi-bin/token, the classic token. Its query carries
@@ -429,11 +429,11 @@ func (s *Server) tokenAnswer(c *call, value string, expiresIn int) {
 		AccessToken string `json:"access_token"`
 		ExpiresIn   int    `json:"expires_in"`
 	}{value, expiresIn})
+	c.entry.Status, c.entry.Bytes = http.StatusOK, len(b)
+	s.finish(c)
 	c.w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	c.w.WriteHeader(http.StatusOK)
-	n, _ := c.w.Write(b)
-	c.entry.Status, c.entry.Bytes = http.StatusOK, n
-	s.finish(c)
+	c.w.Write(b) //nolint:errcheck // the client is gone; nothing to do
 }
 
 // fail answers errcode code as WeChat does: HTTP 200, a JSON body whose
@@ -452,22 +452,22 @@ func (s *Server) fail(c *call, code int, fault string) {
 	if s.cfg.PlainTextErrors {
 		ct = "text/plain"
 	}
+	c.entry.Errcode, c.entry.RID, c.entry.Fault = code, rid, fault
+	c.entry.Status, c.entry.Bytes = http.StatusOK, len(b)
+	s.finish(c)
 	c.w.Header().Set("Content-Type", ct)
 	c.w.WriteHeader(http.StatusOK)
-	n, _ := c.w.Write(b)
-	c.entry.Errcode, c.entry.RID, c.entry.Fault = code, rid, fault
-	c.entry.Status, c.entry.Bytes = http.StatusOK, n
-	s.finish(c)
+	c.w.Write(b) //nolint:errcheck // the client is gone; nothing to do
 }
 
 // serverError answers HTTP 503 with an HTML body, as a gateway would.
 func (s *Server) serverError(c *call) {
 	const body = "<html><head><title>503 Service Unavailable</title></head><body><h1>503 Service Unavailable</h1></body></html>\n"
+	c.entry.Status, c.entry.Bytes, c.entry.Fault = http.StatusServiceUnavailable, len(body), "server_error"
+	s.finish(c)
 	c.w.Header().Set("Content-Type", "text/html")
 	c.w.WriteHeader(http.StatusServiceUnavailable)
-	n, _ := io.WriteString(c.w, body)
-	c.entry.Status, c.entry.Bytes, c.entry.Fault = http.StatusServiceUnavailable, n, "server_error"
-	s.finish(c)
+	io.WriteString(c.w, body) //nolint:errcheck // the client is gone; nothing to do
 }
 
 // drop closes the connection without an answer.
@@ -484,7 +484,8 @@ func (s *Server) drop(c *call) {
 	panic(http.ErrAbortHandler)
 }
 
-// finish counts the call and writes its log line.
+// finish counts the call and writes its log line, before the answer is
+// sent: a client that has its answer finds it counted and logged.
 func (s *Server) finish(c *call) {
 	e := &c.entry
 	e.LatencyMS = float64(time.Since(c.start).Microseconds()) / 1000
