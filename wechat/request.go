@@ -225,6 +225,9 @@ func ValidatePage(p string) error {
 			return fmt.Errorf("page %q: %s at byte %d is not allowed in a page path", p, quoteChar(c), i+1)
 		}
 	}
+	if strings.Contains(p, "scancode_time") {
+		return fmt.Errorf("page %q: scancode_time is reserved by WeChat", p)
+	}
 	for _, seg := range strings.Split(p, "/") {
 		if seg == "." || seg == ".." {
 			return fmt.Errorf("page %q: has a %q segment", p, seg)
