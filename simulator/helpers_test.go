@@ -154,3 +154,12 @@ func (e *env) unlimited(tok string, v any) reply {
 	e.t.Helper()
 	return e.postJSON("/wxa/getwxacodeunlimit?access_token="+url.QueryEscape(tok), v)
 }
+
+func decodeTokenBody(tb testing.TB, b []byte) string {
+	tb.Helper()
+	var tr tokenReply
+	if err := json.Unmarshal(b, &tr); err != nil || tr.AccessToken == "" {
+		tb.Fatalf("token answer %q: %v", b, err)
+	}
+	return tr.AccessToken
+}

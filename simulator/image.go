@@ -41,18 +41,22 @@ func renderCode(r codeRequest) ([]byte, error) {
 	if r.autoColor {
 		fg = color.RGBA{A: 255}
 	}
-	dark := func(x, y int) bool { return bits[y*n/size][x*n/size] }
-
+	// Each pixel takes the module under it; rows under one module row are
+	// the same, so each module row is drawn once and copied.
+	cols := make([]int, size)
+	for x := range cols {
+		cols[x] = x * n / size
+	}
 	var buf bytes.Buffer
 	if r.hyaline {
 		img := image.NewPaletted(image.Rect(0, 0, size, size), color.Palette{color.Transparent, fg})
-		for y := range size {
-			for x := range size {
-				if dark(x, y) {
-					img.Pix[y*img.Stride+x] = 1
+		drawRows(img.Pix, img.Stride, 1, size, n, func(row []byte, bits []bool) {
+			for x, m := range cols {
+				if bits[m] {
+					row[x] = 1
 				}
 			}
-		}
+		}, bits)
 		enc := png.Encoder{CompressionLevel: png.BestSpeed}
 		if err := enc.Encode(&buf, img); err != nil {
 			return nil, err
@@ -64,30 +68,28 @@ func renderCode(r codeRequest) ([]byte, error) {
 	if fg.R == fg.G && fg.G == fg.B {
 		// Grey lines: a one-component JPEG, quicker to make and smaller.
 		g := image.NewGray(image.Rect(0, 0, size, size))
-		for y := range size {
-			row := g.Pix[y*g.Stride : y*g.Stride+size]
-			for x := range row {
+		drawRows(g.Pix, g.Stride, 1, size, n, func(row []byte, bits []bool) {
+			for x, m := range cols {
 				row[x] = 0xFF
-				if dark(x, y) {
+				if bits[m] {
 					row[x] = fg.R
 				}
 			}
-		}
+		}, bits)
 		img = g
 	} else {
 		c := image.NewRGBA(image.Rect(0, 0, size, size))
-		for y := range size {
-			for x := range size {
-				o := y*c.Stride + 4*x
-				p := c.Pix[o : o+4 : o+4]
-				if dark(x, y) {
+		drawRows(c.Pix, c.Stride, 4, size, n, func(row []byte, bits []bool) {
+			for x, m := range cols {
+				p := row[4*x : 4*x+4 : 4*x+4]
+				if bits[m] {
 					p[0], p[1], p[2] = fg.R, fg.G, fg.B
 				} else {
 					p[0], p[1], p[2] = 0xFF, 0xFF, 0xFF
 				}
 				p[3] = 0xFF
 			}
-		}
+		}, bits)
 		img = c
 	}
 	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: jpegQuality}); err != nil {
@@ -145,4 +147,22 @@ func DecodeImage(b []byte) (page, scene string, err error) {
 		return "", "", errors.New("qr code text has no ?scene=: not an interface-B code")
 	}
 	return page, scene, nil
+}
+
+// drawRows fills the size rows of pix (stride bytes apart, bpp bytes a
+// pixel): each row lies under module row y*n/size of bits; draw paints
+// one row from its module row, and rows under the same module row are
+// copied.
+func drawRows(pix []byte, stride, bpp, size, n int, draw func(row []byte, bits []bool), bits [][]bool) {
+	last := -1
+	var prev []byte
+	for y := range size {
+		row := pix[y*stride : y*stride+size*bpp]
+		if m := y * n / size; m != last {
+			draw(row, bits[m])
+			last, prev = m, row
+		} else {
+			copy(row, prev)
+		}
+	}
 }
