@@ -8,7 +8,18 @@
 // errcode answer becomes an *Error. Every error the package returns can be
 // sorted with Classify (or IsTemporary, IsPermanent, IsRateLimited,
 // IsTokenInvalid). Access tokens and the app secret never appear in errors
-// or logs.
+// or logs: URLs are logged and wrapped with access_token=REDACTED.
+//
+// Redis keys, all with the appid in a hash tag so one app's keys share a
+// Redis Cluster slot:
+//
+//	wxacode:token:{APPID}          hash token, expires_at, refresh_at (Unix ms): the shared token
+//	wxacode:token:{APPID}:lock     string "OWNER DEADLINE_MS": the lease of the one process fetching
+//	wxacode:token:{APPID}:failure  hash kind, code, msg, rid, until, fp: the last failed fetch
+//	wxacode:quota:{APPID}          integer: calls of interfaces A and C so far, kept forever
+//
+// Expiry times live inside the values; TTLs only collect garbage, so a
+// Redis whose clock does not tick (miniredis) works too.
 package wechat
 
 import (
@@ -264,15 +275,16 @@ func (c *Client) post(ctx context.Context, api, path, tok string, body []byte) (
 	defer cancel()
 	u := c.base + path + "?access_token=" + url.QueryEscape(tok)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	secrets := []string{tok, url.QueryEscape(tok)}
 	if err != nil {
-		return Image{}, redact(err, tok)
+		return Image{}, redact(err, secrets...)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	start := time.Now()
 	ev := c.log.Debug().Str("api", api).Str("appid", c.appID).Str("url", redactURL(u))
 	resp, err := c.http.Do(req)
 	if err != nil {
-		err = redact(err, tok)
+		err = redact(err, secrets...)
 		ev.Err(err).Dur("duration", time.Since(start)).Msg("wechat call failed")
 		return Image{}, err
 	}
@@ -280,7 +292,7 @@ func (c *Client) post(ctx context.Context, api, path, tok string, body []byte) (
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
 	ev = ev.Int("status", resp.StatusCode).Int("bytes", len(data)).Dur("duration", time.Since(start))
 	if err != nil {
-		err = redact(fmt.Errorf("read answer: %w", err), tok)
+		err = redact(fmt.Errorf("read answer: %w", err), secrets...)
 		ev.Err(err).Msg("wechat call failed")
 		return Image{}, err
 	}

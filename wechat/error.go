@@ -196,7 +196,10 @@ var (
 	ErrCredentials = errors.New("app credentials refused")
 )
 
-// HTTPError is an answer with an HTTP status other than 200. Temporary.
+// HTTPError is an answer with an HTTP status other than 200. Temporary,
+// 4xx included (WeChat answers its errors with 200, so another status comes
+// from something in the way: a gateway, a proxy); the caller's attempt limit
+// bounds it.
 type HTTPError struct {
 	// StatusCode is the HTTP status.
 	StatusCode int
