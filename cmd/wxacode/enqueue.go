@@ -1,0 +1,211 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/hibiken/asynq"
+	"github.com/spf13/cobra"
+
+	"github.com/wxacode/wxacode/campaign"
+	"github.com/wxacode/wxacode/limiter"
+	"github.com/wxacode/wxacode/producer"
+	"github.com/wxacode/wxacode/wechat"
+)
+
+func init() { commands = append(commands, enqueueCommand) }
+
+type enqueueOptions struct {
+	campaign, page, scenes, rangeTmpl string
+	from, to                          int64
+	width                             int
+	envVersion                        string
+	checkPath, hyaline, autoColor     bool
+	lineColor                         string
+	appid, priority                   string
+	dryRun                            bool
+	batchSize                         int
+	redisURL, rate                    string
+}
+
+func enqueueCommand(a *app) *cobra.Command {
+	o := &enqueueOptions{}
+	cmd := &cobra.Command{
+		Use:   "enqueue --campaign NAME --page PAGE (--scenes FILE|- | --range TEMPLATE --from A --to B)",
+		Short: "Validate scenes and enqueue a campaign",
+		Long: `Validate every scene, then record the campaign and enqueue its batches.
+
+Scenes come from a file (one per line, LF or CRLF, blank lines skipped), from
+standard input (--scenes -), or from a numeric range (--range 'sku%08d'
+--from 1 --to 1000000). A scene is 1 to 32 characters from 0-9 A-Z a-z and
+!#$&'()*+,/:;=?@-._~. If any scene is invalid, each bad line is printed as
+LINE: reason and nothing is enqueued (exit 2). Duplicates are enqueued once
+and counted.
+
+Running the same command again is harmless: the campaign is recognised and
+no batch is enqueued twice. The same name with other scenes or options is
+refused.`,
+		Example: `  wxacode enqueue --campaign spring --page pages/product/index --scenes scenes.txt
+  seq -f 'sku%08g' 1 1000 | wxacode enqueue --campaign spring --page pages/p/index --scenes -
+  wxacode enqueue --campaign boxes --page pages/p/index --range 'sku%08d' --from 1 --to 1000000 --priority low`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return a.runEnqueue(cmd, o) },
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.campaign, "campaign", "", "campaign name: 1 to 64 of A-Z a-z 0-9 . _ - (required; part of every object key)")
+	fs.StringVar(&o.page, "page", "", `page the codes open, such as pages/index/index (no leading "/", no query; "" for the home page)`)
+	fs.StringVar(&o.scenes, "scenes", "", "file of scenes, one per line, or - for standard input")
+	fs.StringVar(&o.rangeTmpl, "range", "", "scene template with one %d or %x verb, such as sku%08d (with --from and --to)")
+	fs.Int64Var(&o.from, "from", 0, "first number of --range")
+	fs.Int64Var(&o.to, "to", 0, "last number of --range (inclusive)")
+	fs.IntVar(&o.width, "width", wechat.DefaultWidth, "code width in pixels, 280 to 1280")
+	fs.StringVar(&o.envVersion, "env-version", wechat.EnvRelease, "version the code opens: release, trial or develop")
+	fs.BoolVar(&o.checkPath, "check-path", true, "ask WeChat to check that the page exists in the released version (--check-path=false for unreleased pages)")
+	fs.BoolVar(&o.hyaline, "hyaline", false, "transparent background")
+	fs.BoolVar(&o.autoColor, "auto-color", false, "let WeChat pick the line colour")
+	fs.StringVar(&o.lineColor, "line-color", "0,0,0", "line colour as R,G,B (0-255 each), used without --auto-color")
+	fs.StringVar(&o.appid, "appid", a.getenv("WECHAT_APPID"), "the Mini Program's appid (env WECHAT_APPID)")
+	fs.StringVar(&o.priority, "priority", "default", "queue priority: high, default or low (workers serve them 6:3:1)")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "validate and summarise; enqueue nothing")
+	fs.IntVar(&o.batchSize, "batch-size", 200, "scenes per task")
+	fs.StringVar(&o.rate, "rate", or(a.getenv("WXACODE_RATE"), defaultRate), "the ceiling N/DURATION, for the ETA (env WXACODE_RATE)")
+	a.redisFlag(fs, &o.redisURL)
+	return cmd
+}
+
+func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
+	fs := cmd.Flags()
+	if o.campaign == "" {
+		return usagef("enqueue: --campaign is required")
+	}
+	if err := campaign.ValidateName(o.campaign); err != nil {
+		return usagef("--campaign: %v", err)
+	}
+	if !flagSet(fs, "page") {
+		return usagef(`enqueue: --page is required ("" for the home page)`)
+	}
+	opts := wechat.CodeOptions{
+		Page: o.page, CheckPath: o.checkPath, EnvVersion: o.envVersion, Width: o.width,
+		AutoColor: o.autoColor, IsHyaline: o.hyaline,
+	}
+	var err error
+	if opts.LineColor, err = wechat.ParseColor(o.lineColor); err != nil {
+		return usagef("--line-color: %v", err)
+	}
+	if err := opts.Validate(); err != nil {
+		return usagef("%s", flagName(err, opts))
+	}
+	if o.width < wechat.MinWidth {
+		return usagef("--width %d: must be from %d to %d", o.width, wechat.MinWidth, wechat.MaxWidth)
+	}
+	if o.appid == "" {
+		return usagef("enqueue: --appid or WECHAT_APPID is required")
+	}
+	queue, err := campaign.QueueFor(o.priority)
+	if err != nil {
+		return usagef("--priority: %v", err)
+	}
+	lim, err := limiter.ParseLimit(o.rate)
+	if err != nil {
+		return usagef("--rate/WXACODE_RATE: %v", err)
+	}
+	if o.batchSize < 1 || o.batchSize > 100_000 {
+		return usagef("--batch-size %d: want 1 to 100000", o.batchSize)
+	}
+
+	var sc producer.Scenes
+	switch {
+	case o.scenes != "" && o.rangeTmpl != "":
+		return usagef("enqueue: give --scenes or --range, not both")
+	case o.scenes != "":
+		var r io.Reader = a.stdin
+		if o.scenes != "-" {
+			f, err := os.Open(o.scenes)
+			if err != nil {
+				return usagef("--scenes: %v", err)
+			}
+			defer f.Close()
+			r = f
+		}
+		sc, err = producer.Read(r)
+	case o.rangeTmpl != "":
+		if !flagSet(fs, "from") || !flagSet(fs, "to") {
+			return usagef("--range needs --from and --to")
+		}
+		sc, err = producer.Range(o.rangeTmpl, o.from, o.to)
+	default:
+		return usagef("enqueue: give --scenes FILE (or - for standard input) or --range TEMPLATE --from A --to B")
+	}
+	var inv *producer.InvalidError
+	if errors.As(err, &inv) {
+		for _, l := range inv.Lines {
+			fmt.Fprintln(a.stderr, l.Error())
+		}
+		return usagef("%d invalid scene(s): nothing enqueued", len(inv.Lines))
+	}
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if len(sc.List) == 0 {
+		return usagef("enqueue: no scenes: nothing enqueued")
+	}
+	batches := (len(sc.List) + o.batchSize - 1) / o.batchSize
+	eta := producer.ETA(int64(len(sc.List)), lim.N, lim.Per)
+	if o.dryRun {
+		fmt.Fprintf(a.stdout, "dry run: campaign %s: %d scenes (%d duplicates dropped) in %d batches on queue %s; ETA at the ceiling %s: %s. Nothing enqueued.\n",
+			o.campaign, len(sc.List), sc.Duplicates, batches, queue, lim, formatETA(eta))
+		return nil
+	}
+
+	ctx := cmd.Context()
+	rdb, err := openRedis(ctx, o.redisURL, 32)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	client := asynq.NewClientFromRedisClient(rdb)
+	cfg := producer.Config{BatchSize: o.batchSize}
+	if isTerminal(a.stderr) {
+		line := &liveLine{w: a.stderr}
+		cfg.Progress = func(done, total int) {
+			line.draw("enqueue "+bar(int64(done), int64(total), 30), done == total)
+			if done == total {
+				line.end()
+			}
+		}
+	}
+	p, err := producer.New(campaign.NewStore(rdb, ""), client, cfg)
+	if err != nil {
+		return err
+	}
+	spec := campaign.Campaign{Name: o.campaign, AppID: o.appid, Options: opts, Queue: queue}
+	sum, err := p.Enqueue(ctx, spec, sc.List)
+	if errors.Is(err, campaign.ErrExists) {
+		return usagef("campaign %s exists with other scenes or options: choose another name", o.campaign)
+	}
+	if err != nil {
+		return err
+	}
+	verb := "enqueued"
+	if !sum.Created {
+		verb = "already known; re-enqueued what was missing"
+	}
+	fmt.Fprintf(a.stdout, "campaign %s %s: %d scenes (%d duplicates dropped), %d batches (%d new, %d already queued) on queue %s; ETA at the ceiling %s: %s\n",
+		o.campaign, verb, sum.Campaign.Total, sc.Duplicates, sum.Campaign.Batches, sum.Enqueued, sum.AlreadyQueued, queue, lim, formatETA(eta))
+	return nil
+}
+
+// flagName rewrites an option error with the flag's name.
+func flagName(err error, o wechat.CodeOptions) string {
+	switch {
+	case wechat.ValidatePage(o.Page) != nil:
+		return "--page: " + err.Error()
+	case o.Width != 0 && (o.Width < wechat.MinWidth || o.Width > wechat.MaxWidth):
+		return fmt.Sprintf("--width %d: must be from %d to %d", o.Width, wechat.MinWidth, wechat.MaxWidth)
+	case o.EnvVersion != "" && o.EnvVersion != wechat.EnvRelease && o.EnvVersion != wechat.EnvTrial && o.EnvVersion != wechat.EnvDevelop:
+		return fmt.Sprintf("--env-version %q: want release, trial or develop", o.EnvVersion)
+	}
+	return err.Error()
+}

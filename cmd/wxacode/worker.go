@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/wxacode/wxacode/campaign"
+	"github.com/wxacode/wxacode/limiter"
+	"github.com/wxacode/wxacode/storage"
+	"github.com/wxacode/wxacode/wechat"
+	"github.com/wxacode/wxacode/worker"
+)
+
+func init() { commands = append(commands, workerCommand) }
+
+type workerOptions struct {
+	redisURL, storageURL, rate, margin string
+	appid, secretFile, tokenURL        string
+	apiBase                            string
+	concurrency, parallel              int
+	queues                             []string
+	createBucket                       bool
+	shutdownTimeout                    time.Duration
+	metricsAddr                        string
+}
+
+func workerCommand(a *app) *cobra.Command {
+	o := &workerOptions{}
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Generate the codes of enqueued campaigns",
+		Long: `Run a worker: it takes batches of scenes from the queues, waits for a slot
+under the app's ceiling (shared through Redis by every worker on every host),
+calls WeChat's interface B, checks that the answer is an image, stores it and
+records the scene. Run as many workers as you like, on any hosts, against the
+same Redis: together they stay under the ceiling.
+
+The app secret comes from WECHAT_SECRET or from the file named by --secret-file
+(or WECHAT_SECRET_FILE), never from a flag value. Companies with a central
+token service give its URL with --token-url (or WECHAT_TOKEN_URL) instead.
+
+On SIGINT or SIGTERM the worker stops starting calls, finishes and records the
+calls in flight, hands the rest of its batches back and exits 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return a.runWorker(cmd.Context(), o) },
+	}
+	fs := cmd.Flags()
+	a.redisFlag(fs, &o.redisURL)
+	a.storageFlag(fs, &o.storageURL)
+	fs.StringVar(&o.rate, "rate", or(a.getenv("WXACODE_RATE"), defaultRate), "the per-app ceiling of interface B, N/DURATION (env WXACODE_RATE); every worker of an app must use the same")
+	fs.StringVar(&o.margin, "rate-margin", a.getenv("WXACODE_RATE_MARGIN"), "extra spacing kept for delays between admission and WeChat (env WXACODE_RATE_MARGIN; default 1% of the window)")
+	fs.StringVar(&o.appid, "appid", a.getenv("WECHAT_APPID"), "the Mini Program's appid (env WECHAT_APPID)")
+	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the app secret (env WECHAT_SECRET_FILE; or set WECHAT_SECRET)")
+	fs.StringVar(&o.tokenURL, "token-url", a.getenv("WECHAT_TOKEN_URL"), "central token service answering the access token (env WECHAT_TOKEN_URL); replaces the secret")
+	fs.StringVar(&o.apiBase, "api-base", or(a.getenv("WECHAT_API_BASE"), defaultAPIBase), "WeChat API base URL (env WECHAT_API_BASE)")
+	fs.IntVar(&o.concurrency, "concurrency", 4, "batches run at once")
+	fs.IntVar(&o.parallel, "parallel", 16, "scenes of one batch in flight at once (calls in flight: concurrency × parallel)")
+	fs.StringSliceVar(&o.queues, "queues", []string{campaign.QueueHigh + ":6", campaign.QueueDefault + ":3", campaign.QueueLow + ":1"}, "queues to serve, NAME:WEIGHT, comma-separated")
+	fs.BoolVar(&o.createBucket, "create-bucket", false, "create the S3 bucket if it is missing")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a stop waits for calls in flight")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", a.getenv("WXACODE_METRICS_ADDR"), "serve /metrics and /healthz on this address (env WXACODE_METRICS_ADDR; off when empty)")
+	return cmd
+}
+
+// parseQueues reads NAME:WEIGHT pairs.
+func parseQueues(list []string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, q := range list {
+		name, w, found := strings.Cut(q, ":")
+		weight := 1
+		if found {
+			n, err := strconv.Atoi(w)
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("--queues %q: weight must be a positive integer", q)
+			}
+			weight = n
+		}
+		if name == "" {
+			return nil, fmt.Errorf("--queues %q: empty queue name", q)
+		}
+		out[name] = weight
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--queues: at least one queue")
+	}
+	return out, nil
+}
+
+// wechatSetup is what a worker needs to call WeChat for one app.
+type wechatSetup struct {
+	appid, secret, tokenURL, apiBase string
+}
+
+func (a *app) runWorker(ctx context.Context, o *workerOptions) error {
+	log, err := a.logger()
+	if err != nil {
+		return err
+	}
+	limit, err := limiter.ParseLimit(o.rate)
+	if err != nil {
+		return usagef("--rate/WXACODE_RATE: %v", err)
+	}
+	var margin time.Duration
+	if o.margin != "" {
+		if margin, err = time.ParseDuration(o.margin); err != nil || margin < 0 {
+			return usagef("--rate-margin/WXACODE_RATE_MARGIN %q: want a duration such as 500ms", o.margin)
+		}
+	}
+	queues, err := parseQueues(o.queues)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if o.concurrency < 1 || o.parallel < 1 {
+		return usagef("--concurrency and --parallel must be at least 1")
+	}
+	if o.appid == "" {
+		return usagef("worker: --appid or WECHAT_APPID is required")
+	}
+	secret, err := a.readSecret(o.secretFile)
+	if err != nil {
+		return err
+	}
+	if secret == "" && o.tokenURL == "" {
+		return usagef("worker: set WECHAT_SECRET (or --secret-file / WECHAT_SECRET_FILE), or --token-url")
+	}
+	// Redis connections: one per scene in flight, plus asynq's own.
+	rdb, err := openRedis(ctx, o.redisURL, o.concurrency*o.parallel+32)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	store, err := storage.Open(ctx, o.storageURL, storage.Options{CreateBucket: o.createBucket, Getenv: a.getenv, Logger: log})
+	if err != nil {
+		return fmt.Errorf("--storage/STORAGE_URL: %w", err)
+	}
+	lim, err := limiter.New(rdb, limiter.Config{Limit: limit, Margin: margin, Logger: log})
+	if err != nil {
+		return usagef("ceiling: %v", err)
+	}
+	if err := lim.Check(ctx, o.appid); err != nil {
+		return fmt.Errorf("ceiling of %s: %w", o.appid, err)
+	}
+	codes, err := newWeChat(rdb, wechatSetup{appid: o.appid, secret: secret, tokenURL: o.tokenURL, apiBase: o.apiBase}, log)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	h, err := worker.New(worker.Config{
+		Campaigns: campaign.NewStore(rdb, ""),
+		Limiter:   lim,
+		Apps:      map[string]worker.Codes{o.appid: codes},
+		Store:     store,
+		Parallel:  o.parallel,
+		Logger:    log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info().Str("appid", o.appid).Str("storage", store.String()).Stringer("ceiling", limit).
+		Int("concurrency", o.concurrency).Int("parallel", o.parallel).Msg("worker started")
+	err = worker.Serve(ctx, h, worker.ServerConfig{
+		Redis: rdb, Concurrency: o.concurrency, Queues: queues,
+		ShutdownTimeout: o.shutdownTimeout, Logger: log,
+	})
+	log.Info().Msg("worker stopped")
+	return err
+}
+
+// newWeChat builds the interface-B client of one app, with a stable token
+// shared through Redis, or the company's token service.
+func newWeChat(rdb redis.UniversalClient, s wechatSetup, log zerolog.Logger) (*wechat.Client, error) {
+	var tokens wechat.TokenSource
+	var err error
+	if s.tokenURL != "" {
+		tokens, err = wechat.NewURLTokenSource(wechat.URLTokenConfig{URL: s.tokenURL, Logger: log})
+	} else {
+		tokens, err = wechat.NewStableTokenSource(wechat.StableTokenConfig{BaseURL: s.apiBase, AppID: s.appid, Secret: s.secret, Redis: rdb, Logger: log})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return wechat.NewClient(wechat.Config{BaseURL: s.apiBase, AppID: s.appid, Tokens: tokens, Redis: rdb, Logger: log})
+}
