@@ -45,7 +45,10 @@ func TestStableTokenOneFetchForTheFleet(t *testing.T) {
 	for range 3 {
 		srcs = append(srcs, newStable(t, f, r, nil))
 	}
+	opened := make(chan struct{})
+	defer func() { <-opened }()
 	go func() {
+		defer close(opened)
 		// Let the first fetch through once it has arrived, so every other
 		// caller has found the lease taken.
 		for f.fetches.Load() == 0 {
@@ -348,7 +351,10 @@ func TestURLTokenSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	opened := make(chan struct{})
+	defer func() { <-opened }()
 	go func() {
+		defer close(opened)
 		for hits.Load() == 0 {
 			time.Sleep(time.Millisecond)
 		}
