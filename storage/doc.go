@@ -1,0 +1,75 @@
+// Package storage keeps wxacode's code images: in an S3-compatible bucket
+// (AWS S3, MinIO, Tencent COS, Aliyun OSS) or in a local folder, under keys
+// that are safe everywhere.
+//
+// Open picks the backend from a STORAGE_URL: file://DIR (the embedded
+// default, file://./wxacodes) or s3://BUCKET[/PREFIX]. Every Store refuses
+// to store anything but a PNG or JPEG image (found from the bytes, never
+// from a header), records the image's content type, size, SHA-256 and what
+// it was made from (scene, page, appid), and reports only what it really
+// stored: Put returns nil only once the service has checked the bytes'
+// Content-MD5 (S3) or the file is synced and renamed into place (file://).
+//
+// # Keys
+//
+// Key(campaign, scene, ext) is the object key of a scene's image, below the
+// store's prefix: NAME(campaign) "/" NAME(scene) "." ext. NAME encodes a
+// string byte by byte:
+//
+//   - a-z, 0-9, "-" and "_" stay as they are;
+//   - an uppercase letter becomes "!" and the letter in lowercase ("A" → "!a");
+//   - every other byte becomes "(hh)", its value in two lowercase hex digits
+//     ("." → "(2e)", "/" → "(2f)", "!" → "(21)", "(" → "(28)");
+//   - a name Windows reserves for a device (con, prn, aux, nul, com0-com9,
+//     lpt0-lpt9) gets its first letter escaped ("con" → "(63)on").
+//
+// Examples, in campaign "spring":
+//
+//	sku000123   spring/sku000123.jpg
+//	SKU-7       spring/!s!k!u-7.jpg
+//	a/b         spring/a(2f)b.jpg
+//	..          spring/(2e)(2e).jpg
+//	con         spring/(63)on.jpg
+//	CON         spring/!c!o!n.jpg
+//	id=42&x=1   spring/id(3d)42(26)x(3d)1.jpg
+//
+// So a key is plain for plain scenes and, for any scene, uses only
+// a-z 0-9 - _ ! ( ) and the one "." before the extension: no character that
+// S3, Linux, macOS or Windows treat specially, no uppercase (two scenes
+// differing only in case, "ABC" and "abc", stay apart on case-insensitive
+// file systems), no "." or ".." segment, no "/" or "\" inside a name, no
+// trailing dot or space, no device name. The encoding is reversible:
+// DecodeKey returns the campaign, scene and extension, and accepts only keys
+// exactly as Key writes them, so distinct scenes always get distinct keys.
+// A scene of 32 characters gives a name of at most 128 bytes.
+//
+// Stores check every key they are given (checkKey) against these rules
+// whether or not Key made it, so no key can reach outside the store.
+//
+// # Local folder (file://)
+//
+// The image of key spring/sku000123.jpg is DIR/spring/sku000123.jpg, and
+// its metadata a JSON sidecar at DIR/.wxacode/meta/spring/sku000123.jpg.json:
+//
+//	{"content_type":"image/jpeg","size":40960,"sha256":"…","scene":"sku000123",
+//	 "page":"pages/item/item","appid":"wx…","image_mtime_ns":1767225600000000000}
+//
+// The image folders hold nothing but images, ready to hand to a printer.
+// Both files are written atomically: a temporary .tmp-* file in the final
+// folder, synced, renamed over the final name, then the folder synced. The
+// image goes first, its sidecar second; the sidecar pins the image by size
+// and modification time, so if a crash falls between the two renames (or
+// the image is replaced by hand) Stat, Get and List derive the content type,
+// size and SHA-256 from the image itself. Hidden files (.tmp-* left by a
+// crash, .wxacode) are never listed.
+//
+// # S3
+//
+// Objects carry Content-Type and the metadata x-amz-meta-scene, -page,
+// -appid and -sha256 (values are ASCII, as S3 requires). Put sends
+// Content-MD5, which every S3-compatible service checks; the SDK's default
+// trailing CRC checksums are turned off because COS and OSS do not accept
+// them. Re-putting a key overwrites it with the same bytes. The endpoint,
+// credentials and region come from the standard AWS configuration chain;
+// see NewS3 and README.md for the settings of each service.
+package storage
