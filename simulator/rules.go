@@ -299,3 +299,24 @@ func parseColor(v json.RawMessage) (color.RGBA, int) {
 	}
 	return c, codeOK
 }
+
+// peekScene reads the scene and the page (or path) of a code request's
+// body as well as it can, for the call log of calls refused before their
+// body is judged.
+func peekScene(body []byte) (scene, page string) {
+	var v struct {
+		Scene any    `json:"scene"`
+		Page  string `json:"page"`
+		Path  string `json:"path"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return "", ""
+	}
+	switch sc := v.Scene.(type) {
+	case string:
+		scene = sc
+	case float64:
+		scene = strconv.FormatFloat(sc, 'f', -1, 64)
+	}
+	return scene, v.Page + v.Path
+}

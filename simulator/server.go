@@ -263,6 +263,12 @@ func (s *Server) serveCode(c *call, api string) {
 		s.fail(c, codePostOnly, "")
 		return
 	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, maxBody))
+	if err != nil {
+		s.fail(c, codeDataFormat, "")
+		return
+	}
+	c.entry.Scene, c.entry.Page = peekScene(body)
 	if c.decided != codeOK {
 		s.fail(c, c.decided, "")
 		return
@@ -281,13 +287,7 @@ func (s *Server) serveCode(c *call, api string) {
 		s.fail(c, codeInvalidToken, "token_invalid")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, maxBody))
-	if err != nil {
-		s.fail(c, codeDataFormat, "")
-		return
-	}
 	req, code := parseCode(api, body, s.released)
-	c.entry.Scene, c.entry.Page = req.scene, req.page
 	if code != codeOK {
 		s.fail(c, code, "")
 		return
