@@ -60,9 +60,9 @@ type Config struct {
 	// non-JSON body. Default 0.
 	ServerErrorRate float64
 	// TokenInvalidRate is the share of code calls (A, B, C) answered 40001
-	// whose token, and the app's current stable and classic tokens, are
-	// really invalidated at that moment: the next normal-mode stable_token
-	// fetch returns a new token. Default 0.
+	// whose token, and the app's current stable token, are really
+	// invalidated at that moment: the next normal-mode stable_token fetch
+	// returns a new token. Default 0.
 	TokenInvalidRate float64
 	// DropRate is the share of calls whose connection is closed without
 	// an answer. Default 0.

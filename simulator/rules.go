@@ -142,6 +142,24 @@ var fields = map[string]map[string]bool{
 // parseCode reads the JSON body of a code API and applies WeChat's rules,
 // returning the request or the errcode WeChat would answer. released
 // reports whether a page is in the released version.
+//
+//   - The body must be a JSON object, whatever its Content-Type (a form
+//     post is not JSON): else 47001. A field the API does not know, or a
+//     value of the wrong type, is 47001. null means absent.
+//   - Absent fields take WeChat's defaults: home page, check_path true,
+//     env_version release, width 430 (0 also means 430), black lines.
+//   - B's scene: 1 to 32 characters from 0-9 A-Z a-z and
+//     !#$&'()*+,/:;=?@-._~ (40169 when empty or long, 40129 for another
+//     character); a JSON number is taken as its text.
+//   - B's page: "scancode_time" in it is 85096; a leading "/", a query or
+//     fragment, or over 1024 bytes is 41030; with check_path true a page
+//     not released is 41030 (check_path false takes any page; WeChat's
+//     cap of 60,000 such pages is not modelled).
+//   - A's path: 1 to 1024 characters, C's 1 to 128, else 40159;
+//     "scancode_time" in it is 85096.
+//   - env_version other than release, trial, develop, width outside 280
+//     to 1280, or a line_color component outside 0 to 255 is 40097.
+//     width and line_color components may be numbers or strings.
 func parseCode(api string, body []byte, released func(string) bool) (codeRequest, int) {
 	r := codeRequest{api: api, checkPath: true, envVersion: "release", width: defaultWide, line: color.RGBA{A: 255}}
 	var raw map[string]json.RawMessage

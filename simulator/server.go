@@ -1,10 +1,3 @@
-// Package simulator is a faithful fake of the WeChat API that wxacode
-// calls: access tokens (cgi-bin/token and cgi-bin/stable_token) and the
-// Mini Program code interfaces A (wxa/getwxacode), B
-// (wxa/getwxacodeunlimit) and C (cgi-bin/wxaapp/createwxaqrcode), with
-// WeChat's rules, errcodes and limits, real QR code images, settable
-// faults and a JSON-lines call log. It serves `wxacode simulate`, the demo
-// and the tests.
 package simulator
 
 import (
@@ -34,7 +27,7 @@ type Server struct {
 	tokens     map[string]*token
 	issued     int
 	faultRand  *rand.Rand // draws of faults and latency
-	tokenRand  *rand.Rand // token values
+	tokenRand  *rand.Rand // token values and rids
 	rids       uint32
 	stats      Stats
 	isReleased map[string]bool // nil: every page is released
@@ -442,7 +435,7 @@ func (s *Server) tokenAnswer(c *call, value string, expiresIn int) {
 func (s *Server) fail(c *call, code int, fault string) {
 	s.mu.Lock()
 	s.rids++
-	rid := fmt.Sprintf("%08x-%08x-%08x", uint32(c.now.Unix()), s.rids, s.faultRand.Uint32())
+	rid := fmt.Sprintf("%08x-%08x-%08x", uint32(c.now.Unix()), s.rids, s.tokenRand.Uint32())
 	s.mu.Unlock()
 	b, _ := json.Marshal(struct {
 		Errcode int    `json:"errcode"`
