@@ -45,7 +45,7 @@ func renderCode(r codeRequest) ([]byte, error) {
 	// the same, so each module row is drawn once and copied.
 	cols := make([]int, size)
 	for x := range cols {
-		cols[x] = x * n / size
+		cols[x] = moduleOf(x, size, n)
 	}
 	var buf bytes.Buffer
 	if r.hyaline {
@@ -150,7 +150,7 @@ func DecodeImage(b []byte) (page, scene string, err error) {
 }
 
 // drawRows fills the size rows of pix (stride bytes apart, bpp bytes a
-// pixel): each row lies under module row y*n/size of bits; draw paints
+// pixel): each row lies under module row moduleOf(y) of bits; draw paints
 // one row from its module row, and rows under the same module row are
 // copied.
 func drawRows(pix []byte, stride, bpp, size, n int, draw func(row []byte, bits []bool), bits [][]bool) {
@@ -158,11 +158,21 @@ func drawRows(pix []byte, stride, bpp, size, n int, draw func(row []byte, bits [
 	var prev []byte
 	for y := range size {
 		row := pix[y*stride : y*stride+size*bpp]
-		if m := y * n / size; m != last {
+		if m := moduleOf(y, size, n); m != last {
 			draw(row, bits[m])
 			last, prev = m, row
 		} else {
 			copy(row, prev)
 		}
 	}
+}
+
+// moduleOf returns the module under pixel p of a code size pixels wide
+// with n modules a side. Every module gets the same whole number of
+// pixels, so the code reads as well as a printed one; the pixels left
+// over widen the (white) quiet zone on both sides.
+func moduleOf(p, size, n int) int {
+	px := max(size/n, 1)
+	m := (p - (size-n*px)/2) / px
+	return min(max(m, 0), n-1)
 }
