@@ -180,3 +180,28 @@ func TestFileCrashLeftovers(t *testing.T) {
 		}
 	})
 }
+
+// TestOpenRelativeFolder opens the default STORAGE_URL, a relative folder.
+// Not parallel: it changes the working directory.
+func TestOpenRelativeFolder(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	s, err := Open(t.Context(), "file://./wxacodes", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := filepath.EvalSymlinks(s.(*FileStore).Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(real, "wxacodes"); root != want {
+		t.Errorf("root %s, want %s", root, want)
+	}
+	if !strings.HasPrefix(s.String(), "file:///") {
+		t.Errorf("String() = %q, want an absolute file:/// URL", s.String())
+	}
+}

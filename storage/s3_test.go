@@ -233,8 +233,8 @@ func TestScrub(t *testing.T) {
 func TestS3Outage(t *testing.T) {
 	t.Parallel()
 	srv := testenv.NewMinIOServer(t)
-	m := testenv.NewBucket(t, srv)
 	ctx := testCtx(t, 50*time.Second)
+	m := newBucketWhenReady(t, ctx, srv)
 	s, err := Open(ctx, "s3://"+m.Bucket, Options{Getenv: envFunc(m.Env()), MaxAttempts: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -322,6 +322,21 @@ func TestS3Outage(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Back up: the store serves again with no reopening, once MinIO has
+	// finished initialising.
+	for {
+		_, err := s.Stat(ctx, stored)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("Stat after restart: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	if _, err := s.Stat(ctx, down); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Stat of the Put refused while down: %v, want ErrNotFound", err)
 	}
@@ -341,4 +356,25 @@ func TestS3Outage(t *testing.T) {
 		}
 	}
 	t.Logf("%d puts succeeded, %d failed across the outage", len(ok), len(failed))
+}
+
+// newBucketWhenReady creates a bucket on a freshly started private server.
+// MinIO may answer its health check before it takes requests
+// (XMinioServerNotInitialized), so the creation is retried for a while.
+func newBucketWhenReady(t *testing.T, ctx context.Context, srv *testenv.MinIOServer) *testenv.MinIO {
+	t.Helper()
+	name := fmt.Sprintf("outage-%d", time.Now().UnixNano())
+	for {
+		_, err := srv.S3().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
+		if err == nil {
+			return &testenv.MinIO{Server: srv, Bucket: name}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("create bucket %s: %v", name, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -22,7 +22,29 @@ import (
 	"github.com/wxacode/wxacode/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	warmMinIO()
+	testenv.Main(m)
+}
+
+// warmMinIO starts the shared MinIO server before the tests and waits until
+// it creates buckets. Its health check can pass while its S3 API still
+// answers 503 XMinioServerNotInitialized, which fails the first
+// testenv.NewMinIO; testing.Benchmark gives a throwaway testing.TB whose
+// failure is only a signal to try again.
+func warmMinIO() {
+	for range 100 {
+		r := testing.Benchmark(func(b *testing.B) {
+			if b.N == 1 {
+				testenv.NewMinIO(b)
+			}
+		})
+		if r.N > 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
 
 // testImage draws a small real image, different for each seed.
 func testImage(t testing.TB, format string, seed int) []byte {
