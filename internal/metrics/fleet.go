@@ -1,0 +1,162 @@
+package metrics
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/wxacode/wxacode/campaign"
+)
+
+var (
+	campaignScenesDesc = prometheus.NewDesc("wxacode_campaign_scenes",
+		"Scenes of a campaign by status: succeeded, failed or pending.",
+		[]string{"campaign", "appid", "status"}, nil)
+	campaignTotalDesc = prometheus.NewDesc("wxacode_campaign_total",
+		"Distinct scenes of a campaign.",
+		[]string{"campaign"}, nil)
+	queueTasksDesc = prometheus.NewDesc("wxacode_queue_tasks",
+		"Batch tasks in an asynq queue by state.",
+		[]string{"queue", "state"}, nil)
+	queueLatencyDesc = prometheus.NewDesc("wxacode_queue_latency_seconds",
+		"Age of the oldest pending task of an asynq queue.",
+		[]string{"queue"}, nil)
+	queuePausedDesc = prometheus.NewDesc("wxacode_queue_paused",
+		"1 when an asynq queue is paused.",
+		[]string{"queue"}, nil)
+	scrapeErrorDesc = prometheus.NewDesc("wxacode_scrape_error",
+		"1 when the last scrape could not read a source (campaigns or queues) from Redis; its metrics are then missing.",
+		[]string{"source"}, nil)
+)
+
+// knownQueues are reported even before asynq has seen them, so dashboards
+// show zeros rather than gaps.
+var knownQueues = []string{campaign.QueueHigh, campaign.QueueDefault, campaign.QueueLow}
+
+// FleetCollector reports the whole fleet's campaigns and queues, read from
+// Redis at each scrape: every campaign's scenes by status and every asynq
+// queue's tasks by state. It is a prometheus.Collector, safe for concurrent
+// scrapes.
+//
+// A source that cannot be read is reported as wxacode_scrape_error{source}
+// = 1 (and logged), with the other source's metrics still served: a scrape
+// never fails as a whole and never panics.
+type FleetCollector struct {
+	store   *campaign.Store
+	insp    *asynq.Inspector
+	timeout time.Duration
+	log     zerolog.Logger
+}
+
+// NewFleetCollector returns a collector of the campaigns in store and the
+// queues insp sees. timeout bounds the campaign reads of one scrape
+// (default 5s when 0); the queue reads are bounded by the timeouts of the
+// inspector's Redis client, since asynq's Inspector takes no context.
+func NewFleetCollector(store *campaign.Store, insp *asynq.Inspector, timeout time.Duration) *FleetCollector {
+	return &FleetCollector{store: store, insp: insp, timeout: cmp.Or(timeout, 5*time.Second), log: zerolog.Nop()}
+}
+
+// WithLogger makes the collector log scrape errors to log. Call it before
+// registering the collector.
+func (c *FleetCollector) WithLogger(log zerolog.Logger) *FleetCollector {
+	c.log = log
+	return c
+}
+
+// Describe sends the descriptors of every metric the collector reports.
+func (c *FleetCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{campaignScenesDesc, campaignTotalDesc, queueTasksDesc, queueLatencyDesc, queuePausedDesc, scrapeErrorDesc} {
+		ch <- d
+	}
+}
+
+// Collect reads the campaigns and queues and sends their metrics.
+func (c *FleetCollector) Collect(ch chan<- prometheus.Metric) {
+	// prometheus.Collector carries no context: the scrape's deadline
+	// starts here.
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	c.report(ch, "campaigns", c.collectCampaigns(ctx, ch))
+	c.report(ch, "queues", c.collectQueues(ch))
+}
+
+func (c *FleetCollector) report(ch chan<- prometheus.Metric, source string, err error) {
+	v := 0.0
+	if err != nil {
+		v = 1
+		c.log.Warn().Err(err).Str("source", source).Msg("metrics scrape")
+	}
+	ch <- prometheus.MustNewConstMetric(scrapeErrorDesc, prometheus.GaugeValue, v, source)
+}
+
+func (c *FleetCollector) collectCampaigns(ctx context.Context, ch chan<- prometheus.Metric) error {
+	cs, err := c.store.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, cp := range cs {
+		for _, s := range []struct {
+			status string
+			n      int64
+		}{
+			{string(campaign.Succeeded), cp.Succeeded},
+			{string(campaign.Failed), cp.Failed},
+			{string(campaign.Pending), cp.Pending()},
+		} {
+			ch <- prometheus.MustNewConstMetric(campaignScenesDesc, prometheus.GaugeValue, float64(s.n), cp.Name, cp.AppID, s.status)
+		}
+		ch <- prometheus.MustNewConstMetric(campaignTotalDesc, prometheus.GaugeValue, float64(cp.Total), cp.Name)
+	}
+	return nil
+}
+
+func (c *FleetCollector) collectQueues(ch chan<- prometheus.Metric) error {
+	existing, err := c.insp.Queues()
+	if err != nil {
+		return err
+	}
+	queues := slices.Clone(existing)
+	for _, q := range knownQueues {
+		if !slices.Contains(queues, q) {
+			queues = append(queues, q)
+		}
+	}
+	slices.Sort(queues)
+	var firstErr error
+	for _, q := range queues {
+		info := &asynq.QueueInfo{Queue: q}
+		if slices.Contains(existing, q) {
+			i, err := c.insp.GetQueueInfo(q)
+			if err != nil {
+				firstErr = cmp.Or(firstErr, err)
+				continue
+			}
+			info = i
+		}
+		for _, s := range []struct {
+			state string
+			n     int
+		}{
+			{"pending", info.Pending},
+			{"active", info.Active},
+			{"scheduled", info.Scheduled},
+			{"retry", info.Retry},
+			{"archived", info.Archived},
+			{"completed", info.Completed},
+		} {
+			ch <- prometheus.MustNewConstMetric(queueTasksDesc, prometheus.GaugeValue, float64(s.n), q, s.state)
+		}
+		ch <- prometheus.MustNewConstMetric(queueLatencyDesc, prometheus.GaugeValue, info.Latency.Seconds(), q)
+		paused := 0.0
+		if info.Paused {
+			paused = 1
+		}
+		ch <- prometheus.MustNewConstMetric(queuePausedDesc, prometheus.GaugeValue, paused, q)
+	}
+	return firstErr
+}

@@ -1,0 +1,105 @@
+// Package metrics exposes wxacode's Prometheus metrics: the counters a
+// worker keeps about its calls and scenes (Worker), the fleet's campaigns
+// and queues read from Redis at each scrape (FleetCollector), and the HTTP
+// handlers that serve them (Handler, Healthz).
+//
+// No metric carries a secret: labels are appids, campaign names, queue
+// names and errcodes.
+package metrics
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Errcodes of WeChat's minute limits, counted apart by Called.
+const (
+	codeFrequencyLimit = 45009
+	codeMinuteQuota    = 45011
+)
+
+// Worker counts one worker's calls, waits and scenes. It implements the
+// worker package's Observer interface and is safe for concurrent use.
+type Worker struct {
+	calls          *prometheus.CounterVec
+	callDuration   *prometheus.HistogramVec
+	waitTotal      *prometheus.CounterVec
+	waits          *prometheus.HistogramVec
+	rateLimited    *prometheus.CounterVec
+	stored         *prometheus.CounterVec
+	failed         *prometheus.CounterVec
+	tokenRefreshes *prometheus.CounterVec
+}
+
+// NewWorker returns a Worker whose metrics are registered on reg (not
+// registered when reg is nil). Registering twice on one registry panics,
+// as prometheus.MustRegister does.
+func NewWorker(reg prometheus.Registerer) *Worker {
+	f := promauto.With(reg)
+	return &Worker{
+		calls: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "wxacode_calls_total",
+			Help: "Calls of WeChat interface B by app and errcode (0: an image; -2: a transport or HTTP error).",
+		}, []string{"app", "errcode"}),
+		callDuration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "wxacode_call_duration_seconds",
+			Help:    "Latency of calls of WeChat interface B, whatever their answer.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .2, .3, .5, .75, 1, 2, 5},
+		}, []string{"app"}),
+		waitTotal: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "wxacode_ceiling_wait_seconds_total",
+			Help: "Time spent waiting for a slot under the app's fleet-wide ceiling.",
+		}, []string{"app"}),
+		waits: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "wxacode_ceiling_wait_seconds",
+			Help:    "Waits for a slot under the app's fleet-wide ceiling.",
+			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 10, 30, 60},
+		}, []string{"app"}),
+		rateLimited: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "wxacode_rate_limited_total",
+			Help: "Calls WeChat answered with a minute limit (45009 or 45011).",
+		}, []string{"app"}),
+		stored: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "wxacode_codes_stored_total",
+			Help: "Scenes whose code was stored, by campaign.",
+		}, []string{"campaign"}),
+		failed: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "wxacode_codes_failed_total",
+			Help: "Scenes that failed, by campaign and errcode (0: a failure without one).",
+		}, []string{"campaign", "errcode"}),
+		tokenRefreshes: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "wxacode_token_refreshes_total",
+			Help: "Access tokens fetched from WeChat or the token service, by app.",
+		}, []string{"app"}),
+	}
+}
+
+// Called records one call of interface B: its latency and its errcode (0
+// for an image, -2 for a transport or HTTP error).
+func (w *Worker) Called(app string, latency time.Duration, errcode int) {
+	w.calls.WithLabelValues(app, strconv.Itoa(errcode)).Inc()
+	w.callDuration.WithLabelValues(app).Observe(latency.Seconds())
+	if errcode == codeFrequencyLimit || errcode == codeMinuteQuota {
+		w.rateLimited.WithLabelValues(app).Inc()
+	}
+}
+
+// Waited records time spent waiting on the ceiling.
+func (w *Worker) Waited(app string, d time.Duration) {
+	w.waitTotal.WithLabelValues(app).Add(max(d.Seconds(), 0))
+	w.waits.WithLabelValues(app).Observe(d.Seconds())
+}
+
+// Stored records a scene whose code was stored.
+func (w *Worker) Stored(campaign string) { w.stored.WithLabelValues(campaign).Inc() }
+
+// Failed records a scene that failed with errcode.
+func (w *Worker) Failed(campaign string, errcode int) {
+	w.failed.WithLabelValues(campaign, strconv.Itoa(errcode)).Inc()
+}
+
+// TokenRefreshed records an access token fetched for app.
+func (w *Worker) TokenRefreshed(app string) { w.tokenRefreshes.WithLabelValues(app).Inc() }
