@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Limit is a call ceiling: at most N calls start in any sliding window of
@@ -32,7 +34,7 @@ func ParseLimit(s string) (Limit, error) {
 		return Limit{}, fmt.Errorf("parse limit %q: N %q is not a positive whole number", s, n)
 	}
 	per = strings.TrimSpace(per)
-	if per != "" && (per[0] < '0' || per[0] > '9') && per[0] != '.' {
+	if r, _ := utf8.DecodeRuneInString(per); unicode.IsLetter(r) {
 		per = "1" + per // "5000/m" reads as 5000 a minute.
 	}
 	d, err := time.ParseDuration(per)
