@@ -305,6 +305,7 @@ func TestS3Outage(t *testing.T) {
 	if !strings.HasPrefix(err.Error(), "put "+down+": ") || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("Put with MinIO down: %v, want put KEY: ... connection refused", err)
 	}
+	t.Logf("Put with MinIO down: %v", err)
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Errorf("Put with MinIO down took %v", d)
 	}
