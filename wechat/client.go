@@ -100,6 +100,12 @@ type Config struct {
 	QuotaLimit int
 	// CallTimeout bounds each HTTP call. Default DefaultCallTimeout (20 s).
 	CallTimeout time.Duration
+	// NoTokenRetry makes a refused token (40001, 40014, 42001) come back
+	// as an error at once, after the token is invalidated, instead of
+	// being retried once with a new token. Callers that put every call
+	// under a ceiling set it and retry themselves, so that no call is sent
+	// without a slot.
+	NoTokenRetry bool
 	// Logger receives a debug line per call (URL without the token, status,
 	// size, errcode, rid, duration) and a warning per token refused. Default:
 	// no logs.
@@ -171,6 +177,7 @@ type Client struct {
 	http        *http.Client
 	callTimeout time.Duration
 	ledger      *ledger
+	noRetry     bool
 	log         zerolog.Logger
 }
 
@@ -194,7 +201,8 @@ func NewClient(cfg Config) (*Client, error) {
 			key:   QuotaKey(cfg.AppID),
 			limit: cmp.Or(cfg.QuotaLimit, DefaultQuotaLimit),
 		},
-		log: cfg.Logger,
+		noRetry: cfg.NoTokenRetry,
+		log:     cfg.Logger,
 	}, nil
 }
 
@@ -231,9 +239,12 @@ func (c *Client) call(ctx context.Context, api, path string, body []byte, limite
 		return img, err
 	}
 	c.log.Warn().Str("api", api).Str("appid", c.appID).Int("errcode", we.Code).Str("rid", we.RID).
-		Msg("access token refused; invalidating it and retrying once")
+		Bool("retry", !c.noRetry).Msg("access token refused; invalidating it")
 	if ierr := c.tokens.Invalidate(ctx, tok); ierr != nil {
 		return Image{}, fmt.Errorf("%w (invalidate token: %w)", err, ierr)
+	}
+	if c.noRetry {
+		return Image{}, err
 	}
 	tok, terr := c.tokens.Token(ctx)
 	if terr != nil {

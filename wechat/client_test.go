@@ -205,6 +205,31 @@ func TestTokenRefusedTwiceIsReturned(t *testing.T) {
 	}
 }
 
+func TestNoTokenRetryInvalidatesAndReturns(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	f := newFakeWeChat(t)
+	c := newTestClient(t, f, r, newStable(t, f, r, nil), func(c *Config) { c.NoTokenRetry = true })
+	ctx := t.Context()
+	if _, err := c.GetUnlimited(ctx, okRequest("first")); err != nil {
+		t.Fatal(err)
+	}
+	f.rotate(true)
+	if _, err := c.GetUnlimited(ctx, okRequest("second")); !IsTokenInvalid(err) {
+		t.Fatalf("err = %v, want the token error back without a retry", err)
+	}
+	if got := f.calls.Load(); got != 2 {
+		t.Errorf("calls = %d, want 2 (no call the caller did not make)", got)
+	}
+	// The refused token was dropped: the caller's own retry gets a new one.
+	if _, err := c.GetUnlimited(ctx, okRequest("second")); err != nil {
+		t.Fatalf("caller's retry: %v", err)
+	}
+	if got := f.fetches.Load(); got != 2 {
+		t.Errorf("token fetches = %d, want 2", got)
+	}
+}
+
 // syncBuffer is a log sink safe for concurrent writes.
 type syncBuffer struct {
 	mu sync.Mutex

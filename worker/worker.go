@@ -5,8 +5,8 @@
 // Retry policy (DESIGN.md guarantee 4): permanent WeChat errors fail the
 // scene at once with its errcode; 45009 and 45011 pause the app for the
 // whole fleet and retry the scene without counting a failure; token errors
-// were refreshed and retried once by the client and are retried here with
-// backoff; every other error (busy, HTTP 5xx, timeouts, storage or Redis
+// (the client dropped the refused token) are retried at once with a new
+// token, each call under its own slot; every other error (busy, HTTP 5xx, timeouts, storage or Redis
 // outages) is retried with backoff. A scene still not done after a batch
 // run's attempts stays pending and the batch is handed back to asynq, which
 // runs it again later; a run skips scenes that ended, and a batch that ran
@@ -413,6 +413,17 @@ func (r *batchRun) scene(ctx, waitCtx context.Context, stop <-chan struct{}, ind
 			until, perr := r.h.cfg.Limiter.Pause(ctx, r.c.AppID, 0)
 			r.log.Warn().Int("errcode", code).Str("scene", scene).Str("rid", we.RID).Time("paused_until", until).AnErr("pause_error", perr).Msg("WeChat rate limit: app paused")
 			continue // not an attempt: the pause holds the next try
+		}
+		if wechat.IsTokenInvalid(err) {
+			// The client dropped the refused token: try again at once with
+			// a new one, under a new slot (the client makes no call of its
+			// own, see wechat.Config.NoTokenRetry).
+			attempt++
+			if attempt >= r.h.cfg.Attempts {
+				r.leave(err)
+				return
+			}
+			continue
 		}
 		if we != nil && !we.Known() {
 			unknown++

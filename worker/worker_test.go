@@ -69,7 +69,7 @@ func newRig(t *testing.T, simCfg simulator.Config, mod func(*Config)) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := wechat.NewClient(wechat.Config{BaseURL: srv.URL, AppID: simulator.DemoAppID, Tokens: tokens, Redis: r.Client})
+	client, err := wechat.NewClient(wechat.Config{BaseURL: srv.URL, AppID: simulator.DemoAppID, Tokens: tokens, Redis: r.Client, NoTokenRetry: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func sceneList(n int) []string {
 
 func TestBatchStoresEveryScene(t *testing.T) {
 	t.Parallel()
-	rg := newRig(t, simulator.Config{BusyRate: 0.1, ServerErrorRate: 0.05, Seed: 3}, nil)
+	rg := newRig(t, simulator.Config{BusyRate: 0.1, ServerErrorRate: 0.05, TokenInvalidRate: 0.05, Seed: 3}, nil)
 	ctx := context.Background()
 	c := rg.create(t, "ok", "pages/p/index", sceneList(40), 40)
 	if err := rg.handler.ProcessTask(ctx, task("ok", 0)); err != nil {
@@ -142,8 +142,13 @@ func TestBatchStoresEveryScene(t *testing.T) {
 			t.Fatalf("stored %s: %+v, %v", sc, obj, err)
 		}
 	}
-	if rg.obs.callsByErrcode[-1] == 0 {
-		t.Fatalf("no busy answer seen with busy rate 0.1: %v", rg.obs.callsByErrcode)
+	if rg.obs.callsByErrcode[-1] == 0 || rg.obs.callsByErrcode[40001] == 0 {
+		t.Fatalf("no busy or token answer seen: %v", rg.obs.callsByErrcode)
+	}
+	// Every call the simulator saw went through the worker (and so took a
+	// slot of the ceiling): the client made none of its own.
+	if sent, seen := rg.obs.calls, rg.sim.Stats(); sent != totalCalls(seen) {
+		t.Fatalf("worker made %d calls, simulator saw %d", sent, totalCalls(seen))
 	}
 	// A second run of the finished batch calls nothing.
 	before := rg.sim.Stats()
@@ -250,4 +255,14 @@ func jpegOf(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// totalCalls counts the interface-B calls the simulator answered, 5xx
+// included.
+func totalCalls(s simulator.Stats) int {
+	n := s.ServerErrors["getwxacodeunlimit"] + s.Dropped["getwxacodeunlimit"]
+	for _, c := range s.Calls["getwxacodeunlimit"] {
+		n += c
+	}
+	return n
 }

@@ -186,5 +186,7 @@ func newWeChat(rdb redis.UniversalClient, s wechatSetup, log zerolog.Logger) (*w
 	if err != nil {
 		return nil, err
 	}
-	return wechat.NewClient(wechat.Config{BaseURL: s.apiBase, AppID: s.appid, Tokens: tokens, Redis: rdb, Logger: log})
+	// NoTokenRetry: the worker retries a refused token itself, under a new
+	// slot of the ceiling, so that every call sent is counted.
+	return wechat.NewClient(wechat.Config{BaseURL: s.apiBase, AppID: s.appid, Tokens: tokens, Redis: rdb, NoTokenRetry: true, Logger: log})
 }

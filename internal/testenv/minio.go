@@ -180,7 +180,10 @@ func (s *MinIOServer) Start() error {
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("minio health: %s", resp.Status)
 		}
-		return nil
+		// The health check can pass while the S3 API still answers 503
+		// (server not initialized): wait for a real S3 call.
+		_, err = s.S3().ListBuckets(ctx, &s3.ListBucketsInput{})
+		return err
 	})
 	if err != nil {
 		s.proc.stop()
