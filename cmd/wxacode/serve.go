@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wxacode/wxacode/internal/dashboard"
+)
+
+func init() { commands = append(commands, serveCommand) }
+
+// defaultServeAddr keeps the dashboard to this host unless told otherwise.
+const defaultServeAddr = "127.0.0.1:8080"
+
+type serveOptions struct {
+	redisURL string
+	addr     string
+	readOnly bool
+}
+
+func serveCommand(a *app) *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the dashboard: queues, campaign progress, metrics",
+		Long: `Serve the operations dashboard over HTTP:
+
+  /                       campaigns: progress bar, rate, ETA, failures by errcode
+  /campaigns/NAME         one campaign
+  /api/campaigns          every campaign as JSON (an array)
+  /api/campaigns/NAME     one campaign as JSON (404 when unknown)
+  /monitoring/            the asynq dashboard (asynqmon): queues, tasks, workers
+  /metrics                Prometheus metrics of campaigns and queues
+  /healthz                200 when Redis answers
+
+The dashboard listens on 127.0.0.1:8080 by default, reachable from this host
+only. To bind another address, set a credential in the environment, which
+every route but /healthz then asks for (the command refuses to start without
+one):
+
+  WXACODE_DASHBOARD_TOKEN                            Authorization: Bearer TOKEN
+  WXACODE_DASHBOARD_USER, WXACODE_DASHBOARD_PASSWORD basic auth (browsers prompt)
+
+asynqmon can delete, run and archive tasks and pause queues. Deleting or
+archiving a batch task leaves its scenes pending: use 'wxacode cancel' and
+'wxacode retry' to steer campaigns, and --read-only to make asynqmon
+view-only. No page or JSON shows the app secret, tokens or the Redis
+password.`,
+		Example: `  wxacode serve
+  wxacode serve --addr 127.0.0.1:0 --read-only
+  WXACODE_DASHBOARD_USER=ops WXACODE_DASHBOARD_PASSWORD=... wxacode serve --addr 0.0.0.0:8080`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return a.runServe(cmd.Context(), o) },
+	}
+	fs := cmd.Flags()
+	a.redisFlag(fs, &o.redisURL)
+	fs.StringVar(&o.addr, "addr", or(a.getenv("WXACODE_SERVE_ADDR"), defaultServeAddr), "listen address HOST:PORT (env WXACODE_SERVE_ADDR); port 0 picks a free port; a non-loopback host needs a credential")
+	readOnly, _ := strconv.ParseBool(a.getenv("WXACODE_SERVE_READ_ONLY"))
+	fs.BoolVar(&o.readOnly, "read-only", readOnly, "make asynqmon view-only: no deleting, running or archiving tasks, no pausing queues (env WXACODE_SERVE_READ_ONLY)")
+	return cmd
+}
+
+func (a *app) runServe(ctx context.Context, o *serveOptions) error {
+	log, err := a.logger()
+	if err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(o.addr); err != nil {
+		return usagef("--addr %q: want HOST:PORT, such as %s", o.addr, defaultServeAddr)
+	}
+	auth, err := dashboard.AuthFromEnv(a.getenv)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if err := dashboard.CheckBind(o.addr, auth); err != nil {
+		return usageError{err}
+	}
+	rdb, err := openRedis(ctx, o.redisURL, 0)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	h, err := dashboard.New(dashboard.Config{Redis: rdb, ReadOnly: o.readOnly, Auth: auth, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	fmt.Fprintf(a.stdout, "dashboard on http://%s/\n", ln.Addr())
+	log.Info().Str("addr", ln.Addr().String()).Bool("read_only", o.readOnly).Bool("auth", auth.Enabled()).Msg("dashboard started")
+	err = serveListener(ctx, ln, h)
+	log.Info().Msg("dashboard stopped")
+	return err
+}
+
+// serveListener serves h on ln until ctx ends, then lets requests in flight
+// finish (up to 5 s) and returns once the server has stopped.
+func serveListener(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = srv.Close()
+	}
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+		return fmt.Errorf("serve http: %w", serr)
+	}
+	if err != nil {
+		return fmt.Errorf("stop http: %w", err)
+	}
+	return nil
+}
