@@ -9,9 +9,13 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/wxacode/wxacode/internal/dashboard"
+	"github.com/wxacode/wxacode/internal/metrics"
 )
 
 func init() { commands = append(commands, serveCommand) }
@@ -127,4 +131,25 @@ func serveListener(ctx context.Context, ln net.Listener, h http.Handler) error {
 		return fmt.Errorf("stop http: %w", err)
 	}
 	return nil
+}
+
+// serveWorkerMetrics serves a worker's /metrics (a new registry with the
+// worker's counters and the Go runtime's) and /healthz (a PING of rdb) on
+// addr. They stay up until stop is called, which waits for the server.
+func serveWorkerMetrics(ctx context.Context, addr string, rdb redis.UniversalClient) (m *metrics.Worker, bound net.Addr, stop func() error, err error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m = metrics.NewWorker(reg)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler(reg))
+	mux.Handle("GET /healthz", metrics.Healthz(rdb))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	// The server outlives ctx: stop ends it, once the worker has stopped.
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- serveListener(sctx, ln, mux) }()
+	return m, ln.Addr(), func() error { cancel(); return <-done }, nil
 }

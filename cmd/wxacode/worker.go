@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -118,6 +119,11 @@ func (a *app) runWorker(ctx context.Context, o *workerOptions) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
+	if o.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(o.metricsAddr); err != nil {
+			return usagef("--metrics-addr/WXACODE_METRICS_ADDR %q: want HOST:PORT", o.metricsAddr)
+		}
+	}
 	if o.concurrency < 1 || o.parallel < 1 {
 		return usagef("--concurrency and --parallel must be at least 1")
 	}
@@ -152,12 +158,29 @@ func (a *app) runWorker(ctx context.Context, o *workerOptions) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
+	var observer worker.Observer
+	if o.metricsAddr != "" {
+		m, addr, stop, err := serveWorkerMetrics(ctx, o.metricsAddr, rdb)
+		if err != nil {
+			return err
+		}
+		// Stopped after the worker, so the last counts can still be scraped
+		// while it drains.
+		defer func() {
+			if err := stop(); err != nil {
+				log.Warn().Err(err).Msg("metrics server")
+			}
+		}()
+		observer = m
+		log.Info().Stringer("addr", addr).Msg("serving /metrics and /healthz")
+	}
 	h, err := worker.New(worker.Config{
 		Campaigns: campaign.NewStore(rdb, ""),
 		Limiter:   lim,
 		Apps:      map[string]worker.Codes{o.appid: codes},
 		Store:     store,
 		Parallel:  o.parallel,
+		Metrics:   observer,
 		Logger:    log,
 	})
 	if err != nil {
