@@ -144,20 +144,52 @@ func (h *Handler) Close() error { return h.mon.Close() }
 
 // connOpt hands asynqmon a client of the dashboard's Redis. asynqmon
 // closes what it is given and shows Redis INFO only for a *redis.Client
-// or *redis.ClusterClient, so those get a client of their own with the
-// same options; any other client is shared behind a Close that does
-// nothing.
+// or *redis.ClusterClient, so those get a client of their own, connected
+// the same way (a copy of the live options would share their push
+// notification state); any other client is shared behind a Close that
+// does nothing.
 type connOpt struct{ rdb redis.UniversalClient }
 
 // MakeRedisClient implements asynq.RedisConnOpt.
 func (o connOpt) MakeRedisClient() any {
 	switch c := o.rdb.(type) {
 	case *redis.Client:
-		opt := *c.Options()
-		return redis.NewClient(&opt)
+		opt := c.Options()
+		return redis.NewClient(&redis.Options{
+			Network:                      opt.Network,
+			Addr:                         opt.Addr,
+			Dialer:                       opt.Dialer,
+			Protocol:                     opt.Protocol,
+			Username:                     opt.Username,
+			Password:                     opt.Password,
+			CredentialsProvider:          opt.CredentialsProvider,
+			CredentialsProviderContext:   opt.CredentialsProviderContext,
+			StreamingCredentialsProvider: opt.StreamingCredentialsProvider,
+			DB:                           opt.DB,
+			TLSConfig:                    opt.TLSConfig,
+			DialTimeout:                  opt.DialTimeout,
+			ReadTimeout:                  opt.ReadTimeout,
+			WriteTimeout:                 opt.WriteTimeout,
+			PoolSize:                     4,
+		})
 	case *redis.ClusterClient:
-		opt := *c.Options()
-		return redis.NewClusterClient(&opt)
+		opt := c.Options()
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:                        opt.Addrs,
+			MaxRedirects:                 opt.MaxRedirects,
+			Dialer:                       opt.Dialer,
+			Protocol:                     opt.Protocol,
+			Username:                     opt.Username,
+			Password:                     opt.Password,
+			CredentialsProvider:          opt.CredentialsProvider,
+			CredentialsProviderContext:   opt.CredentialsProviderContext,
+			StreamingCredentialsProvider: opt.StreamingCredentialsProvider,
+			TLSConfig:                    opt.TLSConfig,
+			DialTimeout:                  opt.DialTimeout,
+			ReadTimeout:                  opt.ReadTimeout,
+			WriteTimeout:                 opt.WriteTimeout,
+			PoolSize:                     4,
+		})
 	}
 	return sharedClient{o.rdb}
 }
