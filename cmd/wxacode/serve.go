@@ -52,11 +52,13 @@ one):
   WXACODE_DASHBOARD_TOKEN                            Authorization: Bearer TOKEN
   WXACODE_DASHBOARD_USER, WXACODE_DASHBOARD_PASSWORD basic auth (browsers prompt)
 
-asynqmon can delete, run and archive tasks and pause queues. Deleting or
-archiving a batch task leaves its scenes pending: use 'wxacode cancel' and
-'wxacode retry' to steer campaigns, and --read-only to make asynqmon
-view-only. No page or JSON shows the app secret, tokens or the Redis
-password.`,
+asynqmon can delete, run and archive tasks and pause queues (pausing a queue
+is a safe way to hold a campaign). A deleted batch task leaves its scenes
+pending until the batch is enqueued again: run the same 'wxacode enqueue'
+again (it enqueues only the missing batches), or run an archived task from
+asynqmon. Steer campaigns with 'wxacode cancel' and 'wxacode retry'; use
+--read-only to make asynqmon view-only. No page or JSON shows the app
+secret, tokens or the Redis password.`,
 		Example: `  wxacode serve
   wxacode serve --addr 127.0.0.1:0 --read-only
   WXACODE_DASHBOARD_USER=ops WXACODE_DASHBOARD_PASSWORD=... wxacode serve --addr 0.0.0.0:8080`,
