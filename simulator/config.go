@@ -75,6 +75,13 @@ type Config struct {
 	// create per app; past it they answer 45029. Default 100,000.
 	QuotaAC int
 
+	// CacheImages keeps every code rendered and answers the same request
+	// again with the same bytes without drawing it anew: WeChat draws its
+	// codes on its own machines, so capacity benchmarks that run the
+	// simulator beside wxacode use it to keep the drawing off the shared
+	// CPU. Memory grows with every distinct request. Default false.
+	CacheImages bool
+
 	// Seed seeds the randomness of faults and tokens: the same seed and
 	// the same sequence of calls give the same answers.
 	Seed int64

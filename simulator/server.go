@@ -33,6 +33,9 @@ type Server struct {
 	isReleased map[string]bool // nil: every page is released
 
 	logMu sync.Mutex
+
+	imagesMu sync.Mutex
+	images   map[codeRequest][]byte // rendered codes, with Config.CacheImages
 }
 
 // appState is what the simulator knows of one app. Guarded by Server.mu.
@@ -298,7 +301,7 @@ func (s *Server) serveCode(c *call, api string) {
 			return
 		}
 	}
-	img, err := renderCode(req)
+	img, err := s.render(req)
 	if err != nil {
 		s.fail(c, codeBusy, "")
 		return
@@ -509,4 +512,29 @@ func (s *Server) finish(c *call) {
 	s.logMu.Lock()
 	defer s.logMu.Unlock()
 	s.cfg.Log.Write(line) //nolint:errcheck // a failing log must not fail the call
+}
+
+// render draws the code of req, or takes it from the cache when
+// Config.CacheImages is set.
+func (s *Server) render(req codeRequest) ([]byte, error) {
+	if !s.cfg.CacheImages {
+		return renderCode(req)
+	}
+	s.imagesMu.Lock()
+	img, ok := s.images[req]
+	s.imagesMu.Unlock()
+	if ok {
+		return img, nil
+	}
+	img, err := renderCode(req)
+	if err != nil {
+		return nil, err
+	}
+	s.imagesMu.Lock()
+	if s.images == nil {
+		s.images = map[codeRequest][]byte{}
+	}
+	s.images[req] = img
+	s.imagesMu.Unlock()
+	return img, nil
 }

@@ -8,6 +8,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/smithy-go/middleware"
 	"io"
 	"net/http"
 	"net/url"
@@ -186,7 +188,7 @@ func (s *S3Store) Put(ctx context.Context, key string, body []byte, meta Meta) (
 		ContentType:   aws.String(obj.ContentType),
 		ContentMD5:    aws.String(base64.StdEncoding.EncodeToString(sum[:])),
 		Metadata:      md,
-	})
+	}, withPayloadHash(obj.SHA256))
 	if err != nil {
 		return Object{}, fmt.Errorf("put %s: %w", key, scrub(err, s.secrets))
 	}
@@ -348,3 +350,16 @@ type scrubbedError struct {
 
 func (e *scrubbedError) Error() string { return e.msg }
 func (e *scrubbedError) Unwrap() error { return e.err }
+
+// withPayloadHash hands the request signer the body's sha256, which Put
+// has computed already, so the SDK does not hash the body a second time.
+func withPayloadHash(hexSum string) func(*s3.Options) {
+	return func(o *s3.Options) {
+		o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+			return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("wxacodePayloadHash",
+				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+					return next.HandleInitialize(v4.SetPayloadHash(ctx, hexSum), in)
+				}), middleware.Before)
+		})
+	}
+}
