@@ -127,8 +127,14 @@ func DecodeImageText(b []byte) (string, error) {
 	reader := gzqrcode.NewQRCodeReader()
 	res, err := reader.Decode(bmp, nil)
 	if err != nil {
-		hints := map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_TRY_HARDER: true}
-		if res, err = reader.Decode(bmp, hints); err != nil {
+		// The finder-pattern search misreads a few clean codes; a code
+		// straight from the simulator is a pure barcode, read directly.
+		for _, hint := range []gozxing.DecodeHintType{gozxing.DecodeHintType_TRY_HARDER, gozxing.DecodeHintType_PURE_BARCODE} {
+			if res, err = reader.Decode(bmp, map[gozxing.DecodeHintType]any{hint: true}); err == nil {
+				break
+			}
+		}
+		if err != nil {
 			return "", fmt.Errorf("read qr code: %w", err)
 		}
 	}
