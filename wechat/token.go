@@ -76,6 +76,9 @@ type StableTokenConfig struct {
 	// Logger receives a line per token fetched or invalidated, never the
 	// token or the secret. Default: no logs.
 	Logger zerolog.Logger
+	// OnFetch, when set, is called after each token this process fetched
+	// from WeChat and stored (for metrics).
+	OnFetch func()
 }
 
 // Validate reports the first field that is missing or wrong, naming it.
@@ -144,6 +147,7 @@ type StableTokenSource struct {
 	errHold      time.Duration
 	now          func() time.Time
 	log          zerolog.Logger
+	onFetch      func()
 	keys         []string // token, lock, failure
 }
 
@@ -170,6 +174,7 @@ func NewStableTokenSource(cfg StableTokenConfig) (*StableTokenSource, error) {
 		errHold:      cmp.Or(cfg.ErrorHold, DefaultErrorHold),
 		now:          orNow(cfg.Now),
 		log:          cfg.Logger,
+		onFetch:      cfg.OnFetch,
 		keys:         []string{TokenKey(cfg.AppID), tokenLockKey(cfg.AppID), tokenFailureKey(cfg.AppID)},
 	}, nil
 }
@@ -416,6 +421,9 @@ func (s *StableTokenSource) store(ctx context.Context, owner, tok string, lifeti
 		return fmt.Errorf("stable token for appid %s: store: %w", s.appID, err)
 	}
 	s.log.Info().Str("appid", s.appID).Dur("expires_in", lifetime).Time("refresh_at", ref).Bool("stored", ok == 1).Msg("access token fetched")
+	if s.onFetch != nil {
+		s.onFetch()
+	}
 	return nil
 }
 

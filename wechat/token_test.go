@@ -42,8 +42,9 @@ func TestStableTokenOneFetchForTheFleet(t *testing.T) {
 	gate := make(chan struct{})
 	f.set(func(f *fakeWeChat) { f.fetchGate = gate })
 	var srcs []TokenSource
+	var onFetch atomic.Int64
 	for range 3 {
-		srcs = append(srcs, newStable(t, f, r, nil))
+		srcs = append(srcs, newStable(t, f, r, nil, func(c *StableTokenConfig) { c.OnFetch = func() { onFetch.Add(1) } }))
 	}
 	opened := make(chan struct{})
 	defer func() { <-opened }()
@@ -68,6 +69,9 @@ func TestStableTokenOneFetchForTheFleet(t *testing.T) {
 	}
 	if got := f.fetches.Load(); got != 1 {
 		t.Errorf("stable_token fetches = %d, want 1", got)
+	}
+	if got := onFetch.Load(); got != 1 {
+		t.Errorf("OnFetch called %d times, want 1", got)
 	}
 	if got := f.forced.Load(); got != 0 {
 		t.Errorf("%d fetches asked for force_refresh", got)

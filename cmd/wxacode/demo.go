@@ -166,7 +166,7 @@ func (a *app) runDemo(ctx context.Context, o *demoOptions) error {
 		if err != nil {
 			return err
 		}
-		codes, err := newWeChat(rdb, wechatSetup{appid: simulator.DemoAppID, secret: simulator.DemoSecret, apiBase: simURL}, log)
+		codes, err := newWeChat(rdb, wechatSetup{appid: simulator.DemoAppID, secret: simulator.DemoSecret, apiBase: simURL, onFetch: func() { observer.TokenRefreshed(simulator.DemoAppID) }}, log)
 		if err != nil {
 			return err
 		}

@@ -98,6 +98,8 @@ func parseQueues(list []string) (map[string]int, error) {
 // wechatSetup is what a worker needs to call WeChat for one app.
 type wechatSetup struct {
 	appid, secret, tokenURL, apiBase string
+	// onFetch is told of every access token fetched from WeChat.
+	onFetch func()
 }
 
 func (a *app) runWorker(ctx context.Context, o *workerOptions) error {
@@ -154,11 +156,10 @@ func (a *app) runWorker(ctx context.Context, o *workerOptions) error {
 	if err := lim.Check(ctx, o.appid); err != nil {
 		return fmt.Errorf("ceiling of %s: %w", o.appid, err)
 	}
-	codes, err := newWeChat(rdb, wechatSetup{appid: o.appid, secret: secret, tokenURL: o.tokenURL, apiBase: o.apiBase}, log)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	var observer worker.Observer
+	var (
+		observer worker.Observer
+		onFetch  func()
+	)
 	if o.metricsAddr != "" {
 		m, addr, stop, err := serveWorkerMetrics(ctx, o.metricsAddr, rdb)
 		if err != nil {
@@ -172,7 +173,12 @@ func (a *app) runWorker(ctx context.Context, o *workerOptions) error {
 			}
 		}()
 		observer = m
+		onFetch = func() { m.TokenRefreshed(o.appid) }
 		log.Info().Stringer("addr", addr).Msg("serving /metrics and /healthz")
+	}
+	codes, err := newWeChat(rdb, wechatSetup{appid: o.appid, secret: secret, tokenURL: o.tokenURL, apiBase: o.apiBase, onFetch: onFetch}, log)
+	if err != nil {
+		return usagef("%v", err)
 	}
 	h, err := worker.New(worker.Config{
 		Campaigns: campaign.NewStore(rdb, ""),
@@ -204,7 +210,7 @@ func newWeChat(rdb redis.UniversalClient, s wechatSetup, log zerolog.Logger) (*w
 	if s.tokenURL != "" {
 		tokens, err = wechat.NewURLTokenSource(wechat.URLTokenConfig{URL: s.tokenURL, Logger: log})
 	} else {
-		tokens, err = wechat.NewStableTokenSource(wechat.StableTokenConfig{BaseURL: s.apiBase, AppID: s.appid, Secret: s.secret, Redis: rdb, Logger: log})
+		tokens, err = wechat.NewStableTokenSource(wechat.StableTokenConfig{BaseURL: s.apiBase, AppID: s.appid, Secret: s.secret, Redis: rdb, OnFetch: s.onFetch, Logger: log})
 	}
 	if err != nil {
 		return nil, err
