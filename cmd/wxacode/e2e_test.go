@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,6 +160,64 @@ func startSimulator(t *testing.T, addr string, args ...string) (*proc, string, s
 	return nil, "", ""
 }
 
+// startURL starts a wxacode server command and returns the base URL it
+// prints.
+func startURL(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	p := start(t, env, args...)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if u := urlRE.FindString(p.out.String()); u != "" {
+			return u
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("%v exited: %s", args, p.out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("%v did not say where it listens: %s", args, p.out.String())
+	return ""
+}
+
+// scrape returns the text of a Prometheus endpoint.
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape %s: %s %v", url, resp.Status, err)
+	}
+	return string(b)
+}
+
+// metricValue sums the samples of a metric whose labels contain every
+// matcher.
+func metricValue(text, name string, matchers ...string) float64 {
+	var sum float64
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, m := range matchers {
+			ok = ok && strings.Contains(line, m)
+		}
+		if !ok {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
 type statusOut struct {
 	Campaign  string `json:"campaign"`
 	Total     int64  `json:"total"`
@@ -285,17 +344,52 @@ func TestEndToEnd(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("enqueue exit %d: %s %s", code, stdout, stderr)
 	}
-	workers := []*proc{}
+	dashboard := startURL(t, env, "serve", "--addr", "127.0.0.1:0")
+	var workers []*proc
+	var workerMetrics []string
+	startWorker := func() {
+		port, err := testenv.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		workers = append(workers, start(t, env, "worker", "--metrics-addr", addr))
+		workerMetrics = append(workerMetrics, "http://"+addr)
+	}
 	for range 3 {
-		workers = append(workers, start(t, env, "worker", "--metrics-addr", ""))
+		startWorker()
 	}
 	waitFor(t, env, "e2e", 2*time.Minute, func(s statusOut) bool { return s.Succeeded >= 400 })
 	_ = workers[0].cmd.Process.Signal(syscall.SIGKILL)
 	<-workers[0].done
-	start(t, env, "worker")
+	startWorker()
+	mid := scrape(t, dashboard+"/metrics")
+	if v := metricValue(mid, "wxacode_campaign_scenes", `campaign="e2e"`, `status="succeeded"`); v < 400 {
+		t.Errorf("dashboard /metrics mid-run: succeeded gauge %v, want at least 400", v)
+	}
 	final := waitFor(t, env, "e2e", 5*time.Minute, func(s statusOut) bool { return s.Done })
 	if final.Succeeded != int64(len(scenes)) || final.Failed != 0 {
 		t.Fatalf("final status %+v: want all %d succeeded", final, len(scenes))
+	}
+
+	// The dashboard's /metrics matches the campaign's status; the workers'
+	// counters are non-zero and count no more than was stored.
+	fleet := scrape(t, dashboard+"/metrics")
+	for status, want := range map[string]int64{"succeeded": final.Succeeded, "failed": final.Failed, "pending": final.Pending} {
+		if got := metricValue(fleet, "wxacode_campaign_scenes", `campaign="e2e"`, `status="`+status+`"`); got != float64(want) {
+			t.Errorf("dashboard /metrics: %s = %v, status says %d", status, got, want)
+		}
+	}
+	var stored, imageCalls, refreshes float64
+	for _, u := range workerMetrics[1:] { // the first was killed
+		wm := scrape(t, u+"/metrics")
+		stored += metricValue(wm, "wxacode_codes_stored_total", `campaign="e2e"`)
+		imageCalls += metricValue(wm, "wxacode_calls_total", `errcode="0"`)
+		refreshes += metricValue(wm, "wxacode_token_refreshes_total")
+	}
+	t.Logf("surviving workers' metrics: %v codes stored, %v calls answered with an image, %v token fetches", stored, imageCalls, refreshes)
+	if stored == 0 || imageCalls < stored || stored > float64(final.Succeeded) || refreshes == 0 {
+		t.Errorf("worker metrics: stored %v, image calls %v, token fetches %v (succeeded %d)", stored, imageCalls, refreshes, final.Succeeded)
 	}
 
 	// The simulator saw no window over the ceiling, and no 45009.
