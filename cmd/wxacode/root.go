@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -34,6 +35,11 @@ func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
 
+// quietRedis drops the Redis client's internal log lines.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
 // app holds what every command shares: its streams and environment.
 type app struct {
 	stdin  io.Reader
@@ -48,6 +54,9 @@ type app struct {
 // Main runs wxacode with args (without the program name) and returns the
 // exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	// The Redis client's own log lines (dial retries) would repeat, with
+	// another format, what the commands report as errors.
+	redis.SetLogger(quietRedis{})
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
 	root := a.rootCommand()
 	root.SetArgs(args)
@@ -95,7 +104,7 @@ Every setting is a flag with an environment variable behind it; the flag wins.`,
 	root.SetErr(a.stderr)
 	root.SetIn(a.stdin)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%s: %w (see '%s --help')", c.CommandPath(), err, c.CommandPath())}
+		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", a.getenv("LOG_FORMAT"), "log format, json or console (env LOG_FORMAT; default console when stderr is a terminal)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", or(a.getenv("LOG_LEVEL"), "info"), "log level: debug, info, warn, error (env LOG_LEVEL)")
