@@ -75,12 +75,11 @@ until the campaign is done (Ctrl-C to stop).`,
 				campaignArg = args[0]
 			}
 			ctx := cmd.Context()
-			rdb, err := openRedis(ctx, redisURL, 0)
+			rdb, store, err := openStore(ctx, redisURL)
 			if err != nil {
 				return err
 			}
 			defer rdb.Close()
-			store := campaign.NewStore(rdb, "")
 			if !watch {
 				return a.printStatus(ctx, store, campaignArg, asJSON)
 			}
@@ -230,12 +229,11 @@ error. CSV with a header line, or JSON lines with --format jsonl.`,
 				return usagef("--format %q: want csv or jsonl", format)
 			}
 			ctx := cmd.Context()
-			rdb, err := openRedis(ctx, redisURL, 0)
+			rdb, store, err := openStore(ctx, redisURL)
 			if err != nil {
 				return err
 			}
 			defer rdb.Close()
-			store := campaign.NewStore(rdb, "")
 			c, err := getCampaign(ctx, store, args[0])
 			if err != nil {
 				return err
@@ -293,12 +291,11 @@ campaign is resumed: its pending scenes are enqueued too.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			rdb, err := openRedis(ctx, redisURL, 0)
+			rdb, store, err := openStore(ctx, redisURL)
 			if err != nil {
 				return err
 			}
 			defer rdb.Close()
-			store := campaign.NewStore(rdb, "")
 			if _, err := getCampaign(ctx, store, args[0]); err != nil {
 				return err
 			}
@@ -328,20 +325,19 @@ scenes, which stay pending. What is done stays done; 'wxacode retry' resumes it.
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			rdb, err := openRedis(ctx, redisURL, 0)
+			rdb, store, err := openStore(ctx, redisURL)
 			if err != nil {
 				return err
 			}
 			defer rdb.Close()
-			return a.cancelCampaign(ctx, rdb, args[0])
+			return a.cancelCampaign(ctx, store, args[0])
 		},
 	}
 	a.redisFlag(cmd.Flags(), &redisURL)
 	return cmd
 }
 
-func (a *app) cancelCampaign(ctx context.Context, rdb *redis.Client, name string) error {
-	store := campaign.NewStore(rdb, "")
+func (a *app) cancelCampaign(ctx context.Context, store *campaign.Store, name string) error {
 	c, err := getCampaign(ctx, store, name)
 	if err != nil {
 		return err
@@ -351,4 +347,14 @@ func (a *app) cancelCampaign(ctx context.Context, rdb *redis.Client, name string
 	}
 	fmt.Fprintf(a.stdout, "campaign %s cancelled: %d succeeded, %d failed, %d left pending\n", name, c.Succeeded, c.Failed, c.Pending())
 	return nil
+}
+
+// openStore connects to Redis and returns its campaign store; the caller
+// closes the client.
+func openStore(ctx context.Context, redisURL string) (*redis.Client, *campaign.Store, error) {
+	rdb, err := openRedis(ctx, redisURL, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rdb, campaign.NewStore(rdb, ""), nil
 }
