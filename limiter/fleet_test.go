@@ -51,6 +51,8 @@ func TestHelperProcess(t *testing.T) {
 	}
 	c := redis.NewClient(&redis.Options{Addr: os.Getenv(envAddr), DB: db})
 	defer c.Close()
+	hook := &countHook{}
+	c.AddHook(hook)
 	l := newLimiter(t, c, Config{Limit: lim})
 	keys := strings.Split(os.Getenv(envKeys), ",")
 	for _, k := range keys {
@@ -64,6 +66,7 @@ func TestHelperProcess(t *testing.T) {
 		t.Error(err)
 	}
 	var out bytes.Buffer
+	fmt.Fprintf(&out, "# %d\n", hook.n.Load()) // round trips to Redis
 	for _, k := range keys {
 		for _, ts := range times[k] {
 			fmt.Fprintf(&out, "%s %d\n", k, ts)
@@ -172,7 +175,8 @@ type fleet struct {
 
 // runFleet starts the processes against r, calls during (if not nil) once
 // they are due to start, and returns the admission times per app, sorted,
-// with the time the processes stopped waiting.
+// with the time the processes stopped waiting. It logs the Redis round trips
+// per admitted call.
 func runFleet(t *testing.T, r *testenv.Redis, f fleet, during func(start time.Time)) (map[string][]int64, time.Time) {
 	t.Helper()
 	// Starting a test binary takes a while on a busy machine: all
@@ -211,6 +215,7 @@ func runFleet(t *testing.T, r *testenv.Redis, f fleet, during func(start time.Ti
 		during(start)
 	}
 	times := make(map[string][]int64)
+	var calls, trips int64
 	for i, p := range procs {
 		if err := p.cmd.Wait(); err != nil {
 			t.Fatalf("process %d: %v\n%s", i, err, p.stderr.String())
@@ -222,6 +227,11 @@ func runFleet(t *testing.T, r *testenv.Redis, f fleet, during func(start time.Ti
 		sc := bufio.NewScanner(f)
 		n := 0
 		for sc.Scan() {
+			if n, ok := strings.CutPrefix(sc.Text(), "# "); ok {
+				rt, _ := strconv.ParseInt(n, 10, 64)
+				trips += rt
+				continue
+			}
 			k, v, _ := strings.Cut(sc.Text(), " ")
 			ts, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
@@ -234,6 +244,11 @@ func runFleet(t *testing.T, r *testenv.Redis, f fleet, during func(start time.Ti
 		if n == 0 {
 			t.Errorf("process %d admitted no call", i)
 		}
+		calls += int64(n)
+	}
+	if calls > 0 {
+		t.Logf("%d processes: %d calls admitted, %.2f Redis round trips per call (a Check per app included)",
+			f.procs, calls, float64(trips)/float64(calls))
 	}
 	for _, ts := range times {
 		slices.Sort(ts)

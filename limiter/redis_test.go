@@ -7,8 +7,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/wxacode/wxacode/internal/testenv"
 )
+
+// quiet drops go-redis's own log lines: in TestRedisOutage it would log
+// every failed dial, which the test counts itself.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+func init() { redis.SetLogger(quiet{}) }
 
 // TestRedisOutage stops Redis under waiting workers: every Wait fails and
 // none admits a call until Redis is back, then admission resumes.
