@@ -11,8 +11,9 @@
 // on to slot + s, and the caller sleeps until its slot. Callers are served in
 // the order they reach Redis, so none starves; a call that need not wait is
 // admitted in one round trip. A caller that had to wait confirms its slot when
-// it wakes (a second round trip): if a pause was declared meanwhile, or it woke
-// too late to keep the spacing, it queues again instead of starting.
+// it wakes (a second round trip, so an app at its ceiling costs about two per
+// call): if a pause was declared meanwhile, or it woke too late to keep the
+// spacing, it queues again instead of starting.
 //
 // In front of Redis, each Limiter paces its own callers per app with a
 // rate.Limiter at the fleet's rate, so one process never asks for slots
@@ -22,13 +23,13 @@
 // # Arithmetic
 //
 // Slots are s = (Per+Margin)/N apart, rounded up to a whole microsecond.
-// Slots k and k+N are N·s ≥ Per+Margin apart, so a window of length Per holds
-// at most N slots even when calls start up to Margin after their slots.
-// A waiter starts within Margin/2 of its slot or queues again; the other half
-// of the margin absorbs the spread of delays between admission and arrival
-// upstream (scheduling and network), so the ceiling holds where WeChat
-// counts. There is no burst: a token bucket lets burst + rate·Per calls into
-// a window, this lets in N.
+// Slots k and k+N are N·s ≥ Per+Margin apart, so any window of length Per
+// holds at most N calls as long as each call starts (or arrives upstream)
+// somewhere between 0 and Margin after its slot. A waiter starts within
+// Margin/2 of its slot or queues again; the other half of the margin absorbs
+// the spread of delays between admission and arrival at WeChat (scheduling
+// and network), so the ceiling holds where WeChat counts. There is no burst:
+// a token bucket lets burst + rate·Per calls into a window, this lets in N.
 //
 // With enough queued work a window of length Per holds ⌊Per/s⌋ calls, a
 // utilisation of Per/(Per+Margin): 99% at the default Margin of Per/100. For
@@ -44,11 +45,15 @@
 //
 // # Redis
 //
-// An app's state is one hash, Prefix + "{" + key + "}", so it lives in one
-// Redis Cluster slot and every script is atomic. Its TTL only collects idle
+// An app's state is one hash, Prefix + "{" + key + "}" (by default
+// "wxacode:limiter:{APPID}"), so it lives in one Redis Cluster slot and every
+// script is atomic. Its fields, in microseconds on Redis's clock: n, per and
+// margin (the ceiling that wrote it), sp (the spacing), tat (the next free
+// slot) and pause (no slot before it). Its TTL only collects idle
 // apps: nothing relies on a key expiring, so the limiter is exact on servers
 // whose TTLs do not tick with wall time (miniredis). When Redis cannot be
-// reached, Wait fails and nothing is admitted. The guarantee spans a Redis
+// reached, Wait fails and nothing is admitted. Scripts read TIME before they
+// write, which needs Redis 5 or later. The guarantee spans a Redis
 // restart only if the data survives it (persistence or a replica): a Redis
 // that comes back empty has forgotten the calls of the last window.
 //
