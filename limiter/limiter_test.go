@@ -316,7 +316,10 @@ func TestWaitMiniredis(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { _ = c.Close() })
 	lim := Limit{N: 10, Per: 500 * time.Millisecond}
-	times := run(t, newLimiter(t, c, Config{Limit: lim}), []string{"app"}, 4, 2*time.Second)["app"]
+	// Times are taken after Wait returns: under the race detector on a
+	// busy machine that lags the slot by more than the default 5 ms margin,
+	// so this test keeps 50 ms for it, as an operator would on a busy host.
+	times := run(t, newLimiter(t, c, Config{Limit: lim, Margin: 50 * time.Millisecond}), []string{"app"}, 4, 2*time.Second)["app"]
 	most := maxInWindow(times, lim.Per)
 	t.Logf("miniredis: %d calls in 2s, at most %d in any %s", len(times), most, lim.Per)
 	if most > lim.N {

@@ -131,7 +131,7 @@ func TestCluster(t *testing.T) {
 	cl := c.Client(t)
 	ctx := context.Background()
 	lim := Limit{N: 20, Per: time.Second}
-	l := newLimiter(t, cl, Config{Limit: lim})
+	l := newLimiter(t, cl, Config{Limit: lim, Margin: 50 * time.Millisecond}) // times are taken after Wait returns: see TestWaitMiniredis
 	keys := []string{"wxa", "wxb", "wxc", "wxd"}
 	for _, k := range keys {
 		if err := l.Check(ctx, k); err != nil {
