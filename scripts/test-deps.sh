@@ -26,7 +26,7 @@ mkdir -p "$TOOLS"
 if [ ! -x "$TOOLS/minio" ] || [ "$(cat "$TOOLS/minio.version" 2>/dev/null)" != "$MINIO_VERSION" ]; then
   echo "test-deps: building minio@$MINIO_VERSION into $TOOLS (about 5 minutes the first time)" >&2
   tmp=$(mktemp -d)
-  GOBIN="$tmp" GOFLAGS=-mod=mod go install "github.com/minio/minio@$MINIO_VERSION"
+  GOBIN="$tmp" go install "github.com/minio/minio@$MINIO_VERSION"
   mv "$tmp/minio" "$TOOLS/minio"
   rmdir "$tmp"
   echo "$MINIO_VERSION" > "$TOOLS/minio.version"
