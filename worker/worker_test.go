@@ -65,7 +65,10 @@ func newRig(t *testing.T, simCfg simulator.Config, mod func(*Config)) *rig {
 	}
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
-	tokens, err := wechat.NewStableTokenSource(wechat.StableTokenConfig{BaseURL: srv.URL, AppID: simulator.DemoAppID, Secret: simulator.DemoSecret, Redis: r.Client})
+	// The simulator's faults hit the token endpoint too; a failed fetch is
+	// remembered for ErrorHold, which must stay short of the test's quick
+	// backoff (10 ms doubling over 6 attempts).
+	tokens, err := wechat.NewStableTokenSource(wechat.StableTokenConfig{BaseURL: srv.URL, AppID: simulator.DemoAppID, Secret: simulator.DemoSecret, Redis: r.Client, ErrorHold: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
