@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/wxacode/wxacode/internal/dashboard"
 )
 
 // bar renders a one-line progress bar: [#####.....] 50% 500/1000.
@@ -36,15 +38,4 @@ func (l *liveLine) draw(s string, force bool) {
 func (l *liveLine) end() { fmt.Fprintln(l.w) }
 
 // formatETA writes a duration for humans: 3h20m, 4m05s, 12s.
-func formatETA(d time.Duration) string {
-	d = d.Round(time.Second)
-	switch {
-	case d <= 0:
-		return "0s"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	}
-	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-}
+func formatETA(d time.Duration) string { return dashboard.FormatDuration(d) }

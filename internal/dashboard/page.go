@@ -112,7 +112,13 @@ func count(n int64) string {
 
 // formatETA writes seconds for humans: 3h20m, 4m05s, 12s.
 func formatETA(sec float64) string {
-	d := time.Duration(sec * float64(time.Second)).Round(time.Second)
+	return FormatDuration(time.Duration(sec * float64(time.Second)))
+}
+
+// FormatDuration writes a duration for humans, to the second: 3h20m,
+// 4m05s, 12s; 0s for none.
+func FormatDuration(d time.Duration) string {
+	d = d.Round(time.Second)
 	switch {
 	case d <= 0:
 		return "0s"
