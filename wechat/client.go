@@ -231,7 +231,7 @@ func (c *Client) GetUnlimited(ctx context.Context, req UnlimitedRequest) (Image,
 func (c *Client) call(ctx context.Context, api, path string, body []byte, limited bool) (Image, error) {
 	tok, err := c.tokens.Token(ctx)
 	if err != nil {
-		return Image{}, fmt.Errorf("access token: %w", err)
+		return Image{}, fmt.Errorf("%w: %w", ErrNoToken, err)
 	}
 	img, err := c.attempt(ctx, api, path, tok, body, limited)
 	var we *Error

@@ -390,3 +390,23 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("NewURLTokenSource(empty) = %v, want an error naming URL", err)
 	}
 }
+
+// failingTokens is a token source whose every fetch fails.
+type failingTokens struct{ err error }
+
+func (f failingTokens) Token(context.Context) (string, error)    { return "", f.err }
+func (f failingTokens) Invalidate(context.Context, string) error { return nil }
+
+func TestNoTokenNoCall(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	f := newFakeWeChat(t)
+	c := newTestClient(t, f, r, failingTokens{err: &Error{Code: CodeBusy, Msg: "system error"}})
+	_, err := c.GetUnlimited(t.Context(), okRequest("x"))
+	if !errors.Is(err, ErrNoToken) || !IsTemporary(err) {
+		t.Fatalf("err = %v, want ErrNoToken, temporary", err)
+	}
+	if n := f.calls.Load(); n != 0 {
+		t.Fatalf("%d calls sent without a token", n)
+	}
+}

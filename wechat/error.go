@@ -190,6 +190,10 @@ var (
 	// ErrQuotaExhausted means the lifetime quota of interfaces A and C would
 	// be passed by the call, which was not sent. Permanent.
 	ErrQuotaExhausted = errors.New("lifetime quota of interfaces A and C used up")
+	// ErrNoToken wraps the reason a call was not sent: no access token
+	// could be had (the token endpoint failed, or refused the credentials,
+	// see ErrCredentials). Its class is the class of the reason.
+	ErrNoToken = errors.New("no access token: call not sent")
 	// ErrCredentials means the token endpoint refused the app's credentials
 	// (wrong appid or secret, IP not allowed...). Permanent: fix the
 	// configuration.

@@ -385,7 +385,9 @@ func (r *batchRun) scene(ctx, waitCtx context.Context, stop <-chan struct{}, ind
 		} else if err != nil {
 			code = -2
 		}
-		r.h.cfg.Metrics.Called(r.c.AppID, time.Since(callStart), code)
+		if !errors.Is(err, wechat.ErrNoToken) { // nothing was sent without a token
+			r.h.cfg.Metrics.Called(r.c.AppID, time.Since(callStart), code)
+		}
 		if err == nil {
 			obj, perr := r.put(callCtx, stop, scene, img, meta)
 			if perr != nil {
