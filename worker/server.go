@@ -18,9 +18,9 @@ type ServerConfig struct {
 	// Redis is where the queues are.
 	Redis redis.UniversalClient
 	// Concurrency is the number of batches run at once. With the
-	// Handler's default Parallel of 16 scenes per batch, the default 4
-	// keeps up to 64 calls in flight: enough for 5000 calls a minute at
-	// up to ~700 ms of API latency. Default 4.
+	// Handler's default Parallel of 32 scenes per batch, the default 4
+	// keeps up to 128 calls in flight: enough for 5000 calls a minute at
+	// up to ~1.5 s of API latency. Default 4.
 	Concurrency int
 	// Queues maps queue names to weights. Default campaign.QueueWeights.
 	Queues map[string]int

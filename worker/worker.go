@@ -64,7 +64,8 @@ type Config struct {
 	// Store is where images go.
 	Store Store
 	// Parallel is the number of scenes of one batch in flight at once.
-	// Default 16.
+	// Default 32: one batch alone keeps 5000 calls a minute going at up to
+	// ~380 ms of API latency, so a small campaign is not slower.
 	Parallel int
 	// Attempts bounds the tries of one scene in one batch run for
 	// temporary errors (45009 and 45011 do not count). Default 6.
@@ -86,7 +87,7 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	c.Parallel = cmp.Or(c.Parallel, 16)
+	c.Parallel = cmp.Or(c.Parallel, 32)
 	c.Attempts = cmp.Or(c.Attempts, 6)
 	c.UnknownAttempts = cmp.Or(c.UnknownAttempts, 3)
 	c.Backoff = cmp.Or(c.Backoff, 200*time.Millisecond)

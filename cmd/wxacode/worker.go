@@ -63,7 +63,7 @@ calls in flight, hands the rest of its batches back and exits 0.`,
 	fs.StringVar(&o.tokenURL, "token-url", a.getenv("WECHAT_TOKEN_URL"), "central token service answering the access token (env WECHAT_TOKEN_URL); replaces the secret")
 	fs.StringVar(&o.apiBase, "api-base", or(a.getenv("WECHAT_API_BASE"), defaultAPIBase), "WeChat API base URL (env WECHAT_API_BASE)")
 	fs.IntVar(&o.concurrency, "concurrency", 4, "batches run at once")
-	fs.IntVar(&o.parallel, "parallel", 16, "scenes of one batch in flight at once (calls in flight: concurrency × parallel)")
+	fs.IntVar(&o.parallel, "parallel", 32, "scenes of one batch in flight at once (calls in flight: concurrency × parallel)")
 	fs.StringSliceVar(&o.queues, "queues", []string{campaign.QueueHigh + ":6", campaign.QueueDefault + ":3", campaign.QueueLow + ":1"}, "queues to serve, NAME:WEIGHT, comma-separated")
 	fs.BoolVar(&o.createBucket, "create-bucket", false, "create the S3 bucket if it is missing")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a stop waits for calls in flight")
