@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,19 +39,7 @@ func BenchmarkCapacity(b *testing.B) {
 		b.StopTimer()
 		r := testenv.NewRedis(b)
 		m := testenv.NewMinIO(b)
-		sim, err := simulator.New(simulator.Config{RateN: -1, CacheImages: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		srv := httptest.NewServer(sim)
-		tokens, err := wechat.NewStableTokenSource(wechat.StableTokenConfig{BaseURL: srv.URL, AppID: simulator.DemoAppID, Secret: simulator.DemoSecret, Redis: r.Client})
-		if err != nil {
-			b.Fatal(err)
-		}
-		client, err := wechat.NewClient(wechat.Config{BaseURL: srv.URL, AppID: simulator.DemoAppID, Tokens: tokens, Redis: r.Client, NoTokenRetry: true})
-		if err != nil {
-			b.Fatal(err)
-		}
+		_, client := simulatorClient(b, r, simulator.Config{RateN: -1, CacheImages: true})
 		lim, err := limiter.New(r.Client, limiter.Config{Limit: limiter.Limit{N: 1_000_000_000, Per: time.Second}})
 		if err != nil {
 			b.Fatal(err)
@@ -139,7 +126,6 @@ func BenchmarkCapacity(b *testing.B) {
 		b.Logf("%d codes end to end: %.0f codes/s; MinIO PutObject of the same %d-byte image, %d in flight: %.0f puts/s (mean of before and after); ratio %.0f%%",
 			scenes, pipeline, len(body.Data), inFlight, raw, 100*pipeline/raw)
 		q.Close()
-		srv.Close()
 	}
 }
 

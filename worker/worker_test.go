@@ -56,26 +56,35 @@ func (o *countingObserver) Failed(_ string, code int) {
 	o.mu.Unlock()
 }
 
-func newRig(t *testing.T, simCfg simulator.Config, mod func(*Config)) *rig {
-	t.Helper()
-	r := testenv.NewRedis(t)
-	sim, err := simulator.New(simCfg)
+// simulatorClient serves a simulator for the test and returns it with an
+// interface-B client of its demo app, built as the worker command builds
+// it (the worker retries refused tokens itself).
+func simulatorClient(tb testing.TB, r *testenv.Redis, cfg simulator.Config) (*simulator.Server, *wechat.Client) {
+	tb.Helper()
+	sim, err := simulator.New(cfg)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	srv := httptest.NewServer(sim)
-	t.Cleanup(srv.Close)
+	tb.Cleanup(srv.Close)
 	// The simulator's faults hit the token endpoint too; a failed fetch is
 	// remembered for ErrorHold, which must stay short of the test's quick
 	// backoff (10 ms doubling over 6 attempts).
 	tokens, err := wechat.NewStableTokenSource(wechat.StableTokenConfig{BaseURL: srv.URL, AppID: simulator.DemoAppID, Secret: simulator.DemoSecret, Redis: r.Client, ErrorHold: 20 * time.Millisecond})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	client, err := wechat.NewClient(wechat.Config{BaseURL: srv.URL, AppID: simulator.DemoAppID, Tokens: tokens, Redis: r.Client, NoTokenRetry: true})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return sim, client
+}
+
+func newRig(t *testing.T, simCfg simulator.Config, mod func(*Config)) *rig {
+	t.Helper()
+	r := testenv.NewRedis(t)
+	sim, client := simulatorClient(t, r, simCfg)
 	lim, err := limiter.New(r.Client, limiter.Config{Limit: limiter.Limit{N: 1000, Per: time.Second}})
 	if err != nil {
 		t.Fatal(err)
