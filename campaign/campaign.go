@@ -11,7 +11,21 @@
 //   - ok and fail, two bitmaps by scene index;
 //   - res:B, a string per batch of fixed-width records (content type, size,
 //     sha256) written as scenes succeed, for export;
-//   - errors, a hash from scene index to "errcode<TAB>message".
+//   - errors, a hash from scene index to "errcode<TAB>message";
+//   - gen, a hash from batch to the retry run whose reset the batch has
+//     applied (see Store.PrepareBatch);
+//   - lock:B, a short lease held by the one worker running batch B.
+//
+// When a campaign is done, its per-scene results move into a manifest in
+// storage beside its codes (see Store.Archive): the scenes and result
+// strings leave Redis, and the meta hash records how many manifest parts
+// there are. Export reads whichever holds the rows.
+//
+// Life cycle: a campaign is created "enqueuing" (its name claimed with the
+// digest of its spec in one step, before any scene is written), becomes
+// "active" once every batch is enqueued, and "cancelled" by Cancel at any
+// moment; only a retry turns a cancelled campaign active again. Every
+// change of state is a compare-and-set in one Redis script.
 //
 // Every key of a campaign shares the hash tag {NAME}, so a campaign lives in
 // one Redis Cluster slot and its scripts are atomic.
@@ -85,8 +99,16 @@ type Campaign struct {
 	FirstDone time.Time `json:"first_done,omitzero"`
 	LastDone  time.Time `json:"last_done,omitzero"`
 	// KeyPrefix is the storage prefix before each object key (for example
-	// "codes/" for s3://bucket/codes), as the workers recorded it.
+	// "codes/" for s3://bucket/codes), recorded when the campaign was
+	// created.
 	KeyPrefix string `json:"key_prefix"`
+	// Written is true once every batch's scenes are in Redis: a create
+	// cut short leaves it false, and the same enqueue run again finishes
+	// the job.
+	Written bool `json:"-"`
+	// Manifest is the number of manifest parts in storage that hold the
+	// per-scene results of a finished campaign; 0 while Redis holds them.
+	Manifest int `json:"-"`
 	// Retries counts `retry` runs, which name their tasks apart.
 	Retries int `json:"retries"`
 	// Digest identifies the scenes and settings, so that enqueueing the
@@ -120,14 +142,14 @@ func (c Campaign) BatchRange(batch int) (from, to int64) {
 	return from, to
 }
 
-// Status is where one scene is.
-type Status string
+// SceneStatus is where one scene is.
+type SceneStatus string
 
 // The statuses of a scene.
 const (
-	Pending   Status = "pending"
-	Succeeded Status = "succeeded"
-	Failed    Status = "failed"
+	Pending   SceneStatus = "pending"
+	Succeeded SceneStatus = "succeeded"
+	Failed    SceneStatus = "failed"
 )
 
 // Result describes a stored code, as export reports it.
@@ -145,7 +167,7 @@ type Row struct {
 	// Index is the scene's index in the campaign.
 	Index  int64
 	Scene  string
-	Status Status
+	Status SceneStatus
 	// Result is set for succeeded scenes.
 	Result Result
 	// ErrCode and Error are set for failed scenes; ErrCode is WeChat's

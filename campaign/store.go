@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
+
 	"strconv"
 	"strings"
 	"time"
@@ -63,26 +63,35 @@ func digest(c Campaign, scenes []string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// createScript writes a campaign's meta hash unless it exists; it returns
-// the digest the campaign has.
-var createScript = redis.NewScript(`
+// claimScript claims a campaign's name with the digest of its spec, in one
+// step, before any scene is written: KEYS meta; ARGV digest, then the meta
+// fields. It returns "" when this call claimed the name, else the digest
+// the name holds.
+var claimScript = redis.NewScript(`
 local d = redis.call('HGET', KEYS[1], 'digest')
 if d then return d end
-redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('HSET', KEYS[1], 'digest', ARGV[1], unpack(ARGV, 2))
 return ''
 `)
 
 // Create records a new campaign of the given distinct scenes, with the
-// settings of c (Name, AppID, Options, Queue, BatchSize). It returns the
-// stored campaign and whether this call created it. Creating a campaign
-// that exists with the same scenes and settings returns it unchanged; with
-// others it returns ErrExists.
+// settings of c (Name, AppID, Options, Queue, BatchSize, KeyPrefix). It
+// returns the stored campaign and whether this call created it.
+//
+// The name is claimed together with the digest of the spec before any
+// scene is written, so of two creates of one name with other specs exactly
+// one wins and the other returns ErrExists having written nothing. The
+// same spec again returns the stored campaign, and writes the scenes
+// again if a create was cut short before it had written them all.
 func (s *Store) Create(ctx context.Context, c Campaign, scenes []string) (Campaign, bool, error) {
 	if err := ValidateName(c.Name); err != nil {
 		return c, false, err
 	}
 	if c.BatchSize <= 0 {
 		return c, false, fmt.Errorf("create %s: batch size %d must be positive", c.Name, c.BatchSize)
+	}
+	if len(scenes) == 0 {
+		return c, false, fmt.Errorf("create %s: no scenes", c.Name)
 	}
 	c.Total = int64(len(scenes))
 	c.Batches = (len(scenes) + c.BatchSize - 1) / c.BatchSize
@@ -91,16 +100,36 @@ func (s *Store) Create(ctx context.Context, c Campaign, scenes []string) (Campai
 	if c.Created.IsZero() {
 		c.Created = time.Now()
 	}
-	existing, err := s.Get(ctx, c.Name)
-	switch {
-	case err == nil && existing.Digest == c.Digest:
-		return existing, false, nil
-	case err == nil:
-		return existing, false, fmt.Errorf("create %s: %w", c.Name, ErrExists)
-	case !errors.Is(err, ErrNotFound):
-		return c, false, err
+	opts, _ := json.Marshal(c.Options)
+	args := []any{
+		c.Digest,
+		"name", c.Name, "appid", c.AppID, "options", string(opts), "queue", c.Queue,
+		"total", c.Total, "batch_size", c.BatchSize, "batches", c.Batches,
+		"state", string(c.State), "created", c.Created.UnixMilli(),
+		"key_prefix", c.KeyPrefix, "succeeded", 0, "failed", 0, "retries", 0,
 	}
-	// Scenes first, meta last: a campaign is visible only once whole.
+	got, err := claimScript.Run(ctx, s.rdb, []string{s.key(c.Name, "meta")}, args...).Text()
+	if err != nil {
+		return c, false, fmt.Errorf("create %s: %w", c.Name, err)
+	}
+	created := got == ""
+	if !created && got != c.Digest {
+		return c, false, fmt.Errorf("create %s: %w", c.Name, ErrExists)
+	}
+	if !created {
+		if c, err = s.Get(ctx, c.Name); err != nil {
+			return c, false, err
+		}
+	}
+	// Listed from the claim on, so that an enqueue in progress shows.
+	if err := s.rdb.ZAddNX(ctx, s.indexKey(), redis.Z{Score: float64(c.Created.UnixMilli()), Member: c.Name}).Err(); err != nil {
+		return c, false, fmt.Errorf("create %s: index: %w", c.Name, err)
+	}
+	if c.Written {
+		return c, created, nil
+	}
+	// Same spec, same digest: the scenes written are the same whoever
+	// writes them, so a create run again (or two at once) is harmless.
 	const perPipe = 256
 	for from := 0; from < c.Batches; from += perPipe {
 		pipe := s.rdb.Pipeline()
@@ -109,32 +138,14 @@ func (s *Store) Create(ctx context.Context, c Campaign, scenes []string) (Campai
 			pipe.Set(ctx, s.batchKey(c.Name, "scenes", b), strings.Join(scenes[lo:hi], "\n"), 0)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
-			return c, false, fmt.Errorf("create %s: write scenes: %w", c.Name, err)
+			return c, created, fmt.Errorf("create %s: write scenes: %w", c.Name, err)
 		}
 	}
-	opts, _ := json.Marshal(c.Options)
-	args := []any{
-		"name", c.Name, "appid", c.AppID, "options", string(opts), "queue", c.Queue,
-		"total", c.Total, "batch_size", c.BatchSize, "batches", c.Batches,
-		"state", string(c.State), "created", c.Created.UnixMilli(), "digest", c.Digest,
-		"succeeded", 0, "failed", 0, "retries", 0,
+	if err := s.rdb.HSet(ctx, s.key(c.Name, "meta"), "written", 1).Err(); err != nil {
+		return c, created, fmt.Errorf("create %s: %w", c.Name, err)
 	}
-	got, err := createScript.Run(ctx, s.rdb, []string{s.key(c.Name, "meta")}, args...).Text()
-	if err != nil {
-		return c, false, fmt.Errorf("create %s: %w", c.Name, err)
-	}
-	if got != "" {
-		// Created by someone else in the meantime.
-		if got == c.Digest {
-			c, err := s.Get(ctx, c.Name)
-			return c, false, err
-		}
-		return c, false, fmt.Errorf("create %s: %w", c.Name, ErrExists)
-	}
-	if err := s.rdb.ZAdd(ctx, s.indexKey(), redis.Z{Score: float64(c.Created.UnixMilli()), Member: c.Name}).Err(); err != nil {
-		return c, false, fmt.Errorf("create %s: index: %w", c.Name, err)
-	}
-	return c, true, nil
+	c.Written = true
+	return c, created, nil
 }
 
 // Get returns a campaign's record, or ErrNotFound. It is one round trip
@@ -168,6 +179,7 @@ func parseMeta(name string, m map[string]string) (Campaign, error) {
 		State: State(m["state"]), Created: ms("created"),
 		FirstDone: ms("first_done"), LastDone: ms("last_done"),
 		KeyPrefix: m["key_prefix"], Retries: int(num("retries")), Digest: m["digest"],
+		Written: m["written"] == "1", Manifest: int(num("manifest")),
 	}
 	if err := json.Unmarshal([]byte(m["options"]), &c.Options); err != nil {
 		return c, fmt.Errorf("campaign %s: options: %w", name, err)
@@ -208,17 +220,6 @@ func (s *Store) List(ctx context.Context) ([]Campaign, error) {
 	return out, nil
 }
 
-// SetState sets a campaign's state.
-func (s *Store) SetState(ctx context.Context, name string, st State) error {
-	if _, err := s.Get(ctx, name); err != nil {
-		return err
-	}
-	if err := s.rdb.HSet(ctx, s.key(name, "meta"), "state", string(st)).Err(); err != nil {
-		return fmt.Errorf("set state of %s: %w", name, err)
-	}
-	return nil
-}
-
 // State returns a campaign's state alone, cheaply, for workers that check
 // for cancellation while they run.
 func (s *Store) State(ctx context.Context, name string) (State, error) {
@@ -230,15 +231,6 @@ func (s *Store) State(ctx context.Context, name string) (State, error) {
 		return "", fmt.Errorf("state of %s: %w", name, err)
 	}
 	return State(v), nil
-}
-
-// SetKeyPrefix records the storage prefix of the campaign's object keys,
-// once; later calls keep the first.
-func (s *Store) SetKeyPrefix(ctx context.Context, name, prefix string) error {
-	if err := s.rdb.HSetNX(ctx, s.key(name, "meta"), "key_prefix", prefix).Err(); err != nil {
-		return fmt.Errorf("set key prefix of %s: %w", name, err)
-	}
-	return nil
 }
 
 // BatchScenes returns the scenes of a batch, in index order.
@@ -265,7 +257,7 @@ func (s *Store) MarkBatchStarted(ctx context.Context, name string, batch int) (b
 }
 
 // BatchStatus returns the status of each scene of a batch.
-func (s *Store) BatchStatus(ctx context.Context, c Campaign, batch int) ([]Status, error) {
+func (s *Store) BatchStatus(ctx context.Context, c Campaign, batch int) ([]SceneStatus, error) {
 	from, to := c.BatchRange(batch)
 	pipe := s.rdb.Pipeline()
 	ok := pipe.GetRange(ctx, s.key(c.Name, "ok"), from/8, (to-1)/8)
@@ -278,12 +270,12 @@ func (s *Store) BatchStatus(ctx context.Context, c Campaign, batch int) ([]Statu
 
 // statuses reads scenes [from, to) out of bitmap slices that start at
 // byte from/8.
-func statuses(from, to int64, ok, fail []byte) []Status {
+func statuses(from, to int64, ok, fail []byte) []SceneStatus {
 	bit := func(b []byte, i int64) bool {
 		off := i/8 - from/8
 		return off < int64(len(b)) && b[off]&(0x80>>(i%8)) != 0
 	}
-	out := make([]Status, to-from)
+	out := make([]SceneStatus, to-from)
 	for i := from; i < to; i++ {
 		switch {
 		case bit(ok, i):
@@ -330,15 +322,6 @@ redis.call('HSET', KEYS[1], 'last_done', ms)
 return 1
 `)
 
-// resetScript turns a failed scene back to pending: KEYS meta, fail,
-// errors; ARGV index.
-var resetScript = redis.NewScript(`
-if redis.call('SETBIT', KEYS[2], ARGV[1], 0) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[1], 'failed', -1)
-redis.call('HDEL', KEYS[3], ARGV[1])
-return 1
-`)
-
 // MarkSucceeded records that scene index of the campaign is stored. It
 // reports whether this call changed anything (false when it was already
 // succeeded).
@@ -369,62 +352,10 @@ func (s *Store) MarkFailed(ctx context.Context, c Campaign, index int64, errcode
 	return n == 1, nil
 }
 
-// ResetFailed turns every failed scene of a campaign back to pending, makes
-// the campaign active again and returns the new retry run's number with
-// the batches that now have pending scenes to run.
-func (s *Store) ResetFailed(ctx context.Context, name string) (retry int, batches []int, reset int64, err error) {
-	c, err := s.Get(ctx, name)
-	if err != nil {
-		return 0, nil, 0, err
-	}
-	var idx []int64
-	iter := s.rdb.HScan(ctx, s.key(name, "errors"), 0, "", 1000).Iterator()
-	for i := 0; iter.Next(ctx); i++ {
-		if i%2 == 0 { // HSCAN yields field, value, field, value…
-			if v, err := strconv.ParseInt(iter.Val(), 10, 64); err == nil {
-				idx = append(idx, v)
-			}
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return 0, nil, 0, fmt.Errorf("retry %s: %w", name, err)
-	}
-	keys := []string{s.key(name, "meta"), s.key(name, "fail"), s.key(name, "errors")}
-	seen := map[int]bool{}
-	for _, i := range idx {
-		n, err := resetScript.Run(ctx, s.rdb, keys, i).Int()
-		if err != nil {
-			return 0, nil, reset, fmt.Errorf("retry %s: %w", name, err)
-		}
-		reset += int64(n)
-		seen[c.BatchOf(i)] = true
-	}
-	// Batches cut short by a cancel have pending scenes too.
-	if c.State == StateCancelled {
-		for b := 0; b < c.Batches; b++ {
-			seen[b] = true
-		}
-	}
-	for b := range seen {
-		batches = append(batches, b)
-	}
-	slices.Sort(batches)
-	pipe := s.rdb.Pipeline()
-	r := pipe.HIncrBy(ctx, s.key(name, "meta"), "retries", 1)
-	pipe.HSet(ctx, s.key(name, "meta"), "state", string(StateActive))
-	if _, err := pipe.Exec(ctx); err != nil {
-		return 0, nil, reset, fmt.Errorf("retry %s: %w", name, err)
-	}
-	return int(r.Val()), batches, reset, nil
-}
-
-// Export calls fn with every scene of the campaign, in index order,
-// reading one batch at a time.
-func (s *Store) Export(ctx context.Context, name string, fn func(Row) error) error {
-	c, err := s.Get(ctx, name)
-	if err != nil {
-		return err
-	}
+// rows calls fn with every scene of the campaign, in index order, reading
+// its Redis record one batch at a time.
+func (s *Store) rows(ctx context.Context, c Campaign, fn func(Row) error) error {
+	name := c.Name
 	for b := 0; b < c.Batches; b++ {
 		from, to := c.BatchRange(b)
 		pipe := s.rdb.Pipeline()

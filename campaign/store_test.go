@@ -119,11 +119,11 @@ func TestMarkAndExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]Status{Pending, Succeeded, Failed, Pending}, st); diff != "" {
+	if diff := cmp.Diff([]SceneStatus{Pending, Succeeded, Failed, Pending}, st); diff != "" {
 		t.Fatalf("batch 1 status (-want +got):\n%s", diff)
 	}
 	var rows []Row
-	if err := s.Export(ctx, "autumn", func(r Row) error { rows = append(rows, r); return nil }); err != nil {
+	if err := s.rows(ctx, c, func(r Row) error { rows = append(rows, r); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(rows) != 10 {
@@ -143,12 +143,23 @@ func TestMarkAndExport(t *testing.T) {
 		t.Fatalf("Failures = %v, %v", f, err)
 	}
 
-	retry, batches, n, err := s.ResetFailed(ctx, "autumn")
-	if err != nil || retry != 1 || n != 1 {
-		t.Fatalf("ResetFailed = %d, %v, %d, %v", retry, batches, n, err)
+	batches, err := s.UnfinishedBatches(ctx, c)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]int{1}, batches); diff != "" {
-		t.Fatalf("retry batches (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]int{0, 1, 2}, batches); diff != "" {
+		t.Fatalf("unfinished batches (-want +got):\n%s", diff)
+	}
+	retry, err := s.BeginRetry(ctx, "autumn", 0)
+	if err != nil || retry != 1 {
+		t.Fatalf("BeginRetry = %d, %v", retry, err)
+	}
+	// The failed scene turns back to pending when its batch runs, once.
+	if n, err := s.PrepareBatch(ctx, c, 1); err != nil || n != 1 {
+		t.Fatalf("PrepareBatch = %d, %v; want 1 scene reset", n, err)
+	}
+	if n, err := s.PrepareBatch(ctx, c, 1); err != nil || n != 0 {
+		t.Fatalf("PrepareBatch again = %d, %v; want nothing reset", n, err)
 	}
 	got, _ = s.Get(ctx, "autumn")
 	if got.Failed != 0 || got.Pending() != 7 || got.State != StateActive {

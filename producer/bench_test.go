@@ -75,7 +75,7 @@ func benchEnqueue(b *testing.B, n int64, source func() (Scenes, error)) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		spec := campaign.Campaign{Name: "million", AppID: "wx0123456789abcdef", Options: wechat.DefaultCodeOptions(), Queue: campaign.QueueDefault}
+		spec := Spec{Name: "million", AppID: "wx0123456789abcdef", Options: wechat.DefaultCodeOptions(), Priority: "default"}
 		sum, err := p.Enqueue(context.Background(), spec, sc.List)
 		if err != nil {
 			b.Fatal(err)

@@ -19,6 +19,12 @@ type Enqueuer interface {
 	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
 }
 
+// TaskLookup is the part of an asynq.Inspector that Retry uses to find
+// the batches that have no live task.
+type TaskLookup interface {
+	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
+}
+
 // Config tunes a Producer. The zero value is usable.
 type Config struct {
 	// BatchSize is the number of scenes in one task. Default 200.
@@ -38,6 +44,14 @@ type Config struct {
 	// Progress, when set, is called after each batch is enqueued with the
 	// batches done so far and the total.
 	Progress func(done, total int)
+	// CheckCancel is how many batches Enqueue enqueues between two looks
+	// at the campaign's state: a cancel stops it there. Default 500.
+	CheckCancel int
+	// Tasks looks up batch tasks for Retry; required by Retry.
+	Tasks TaskLookup
+	// Blobs is the store holding finished campaigns' manifests, which
+	// Retry reads back; nil makes Retry refuse an archived campaign.
+	Blobs campaign.Blobs
 }
 
 func (c Config) withDefaults() Config {
@@ -46,6 +60,7 @@ func (c Config) withDefaults() Config {
 	c.MaxRetry = cmp.Or(c.MaxRetry, 1000)
 	c.Timeout = cmp.Or(c.Timeout, 2*time.Hour)
 	c.Retention = cmp.Or(c.Retention, 7*24*time.Hour)
+	c.CheckCancel = cmp.Or(c.CheckCancel, 500)
 	return c
 }
 
@@ -56,6 +71,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("BatchSize %d: want 1 to 100000", c.BatchSize)
 	case c.Parallel < 0:
 		return fmt.Errorf("Parallel %d: must not be negative", c.Parallel)
+	case c.CheckCancel < 0:
+		return fmt.Errorf("CheckCancel %d: must not be negative", c.CheckCancel)
 	case c.Timeout < 0 || c.Timeout%time.Second != 0:
 		return fmt.Errorf("Timeout %s: want whole seconds", c.Timeout)
 	}
@@ -84,69 +101,178 @@ func (p *Producer) BatchSize() int { return p.cfg.BatchSize }
 type Summary struct {
 	// Campaign is the stored record.
 	Campaign campaign.Campaign
-	// Created is false when the campaign existed (the same command run
-	// again).
+	// Created is false when the campaign existed (the same spec again).
 	Created bool
 	// Enqueued counts the tasks enqueued by this call; AlreadyQueued those
 	// asynq already held under the same ID.
 	Enqueued, AlreadyQueued int
+	// Cancelled is true when the campaign was cancelled while this call
+	// enqueued it: it stopped there, and a retry resumes the campaign.
+	Cancelled bool
 }
 
-// Enqueue records the campaign spec (Name, AppID, Options, Queue) with
-// its distinct scenes and enqueues every batch. Running it again with the
-// same scenes and settings enqueues nothing twice; with others it fails
-// with campaign.ErrExists.
-func (p *Producer) Enqueue(ctx context.Context, spec campaign.Campaign, scenes []string) (Summary, error) {
-	if len(scenes) == 0 {
-		return Summary{}, errors.New("enqueue: no scenes")
+// Enqueue validates the spec, records the campaign with its distinct
+// scenes and enqueues every batch. The name is claimed with the spec's
+// digest before anything else is written: with another spec under the
+// name it fails with campaign.ErrExists having written nothing; the same
+// spec again enqueues only what is missing. A cancel while it runs stops
+// it and sticks.
+func (p *Producer) Enqueue(ctx context.Context, spec Spec, scenes []string) (Summary, error) {
+	if err := spec.Validate(); err != nil {
+		return Summary{}, err
 	}
-	spec.BatchSize = p.cfg.BatchSize
-	c, created, err := p.store.Create(ctx, spec, scenes)
+	if len(scenes) == 0 {
+		return Summary{}, &FieldError{Field: "scenes", Err: errors.New("no scenes")}
+	}
+	queue, _ := campaign.QueueFor(spec.Priority) // checked by Validate
+	rec := campaign.Campaign{
+		Name: spec.Name, AppID: spec.AppID, Options: spec.Options, Queue: queue,
+		BatchSize: p.cfg.BatchSize, KeyPrefix: spec.KeyPrefix,
+	}
+	c, created, err := p.store.Create(ctx, rec, scenes)
 	if err != nil {
 		return Summary{}, err
 	}
 	sum := Summary{Campaign: c, Created: created}
+	if c.State == campaign.StateCancelled {
+		sum.Cancelled = true
+		return sum, nil
+	}
 	tasks := make([]campaign.BatchTask, c.Batches)
 	for b := range tasks {
 		tasks[b] = campaign.BatchTask{Campaign: c.Name, Batch: b}
 	}
-	sum.Enqueued, sum.AlreadyQueued, err = p.enqueueTasks(ctx, c.Queue, tasks)
+	for from := 0; from < len(tasks); from += p.cfg.CheckCancel {
+		if from > 0 {
+			st, err := p.store.State(ctx, c.Name)
+			if err != nil {
+				return sum, err
+			}
+			if st == campaign.StateCancelled {
+				sum.Cancelled = true
+				sum.Campaign.State = st
+				return sum, nil
+			}
+		}
+		enq, dup, err := p.enqueueTasks(ctx, c.Queue, tasks[from:min(from+p.cfg.CheckCancel, len(tasks))], from, len(tasks))
+		sum.Enqueued += enq
+		sum.AlreadyQueued += dup
+		if err != nil {
+			return sum, err
+		}
+	}
+	st, err := p.store.Activate(ctx, c.Name)
 	if err != nil {
 		return sum, err
 	}
-	if c.State == campaign.StateEnqueuing {
-		if err := p.store.SetState(ctx, c.Name, campaign.StateActive); err != nil {
-			return sum, err
-		}
-		sum.Campaign.State = campaign.StateActive
-	}
+	sum.Campaign.State = st
+	sum.Cancelled = st == campaign.StateCancelled
 	return sum, nil
 }
 
-// Retry turns a campaign's failed scenes back to pending and enqueues the
-// batches that hold them. It returns the number of scenes reset and of
-// tasks enqueued.
-func (p *Producer) Retry(ctx context.Context, name string) (scenes int64, tasks int, err error) {
-	c, err := p.store.Get(ctx, name)
-	if err != nil {
-		return 0, 0, err
-	}
-	retry, batches, n, err := p.store.ResetFailed(ctx, name)
-	if err != nil {
-		return 0, 0, err
-	}
-	ts := make([]campaign.BatchTask, len(batches))
-	for i, b := range batches {
-		ts[i] = campaign.BatchTask{Campaign: name, Batch: b, Retry: retry}
-	}
-	enq, _, err := p.enqueueTasks(ctx, c.Queue, ts)
-	return n, enq, err
+// RetrySummary reports what Retry did.
+type RetrySummary struct {
+	// Run is the retry run's number; 0 when there was nothing to retry.
+	Run int
+	// Batches counts the batches that hold a scene not succeeded.
+	Batches int
+	// Enqueued counts the tasks this call enqueued; Live those batches
+	// that had a live task already (it resets them when it runs).
+	Enqueued, Live int
+	// Restored is true when the campaign's rows were read back from its
+	// manifest.
+	Restored bool
+	// Status is the campaign's status after the retry.
+	Status campaign.Status
 }
 
-func (p *Producer) enqueueTasks(ctx context.Context, queue string, tasks []campaign.BatchTask) (enqueued, already int, err error) {
+// Retry reconciles a campaign with its queue and resumes it: every batch
+// that holds a pending or failed scene and has no live task (pending,
+// scheduled, retry or active) is enqueued again, and a cancelled campaign
+// becomes active. Failed scenes turn back to pending inside each batch's
+// next run (campaign.Store.PrepareBatch), after its task is enqueued, so a
+// retry killed halfway or two at once strand nothing: running it again
+// always finishes the job. A finished campaign whose rows moved to its
+// manifest is read back first.
+func (p *Producer) Retry(ctx context.Context, name string) (RetrySummary, error) {
+	var sum RetrySummary
+	if p.cfg.Tasks == nil {
+		return sum, errors.New("retry: producer has no task lookup (Config.Tasks)")
+	}
+	c, err := p.store.Get(ctx, name)
+	if err != nil {
+		return sum, err
+	}
+	if !c.Written {
+		return sum, fmt.Errorf("retry %s: %w", name, campaign.ErrIncomplete)
+	}
+	batches, err := p.store.UnfinishedBatches(ctx, c)
+	if err != nil {
+		return sum, err
+	}
+	sum.Batches = len(batches)
+	if len(batches) == 0 {
+		if c.State == campaign.StateCancelled {
+			if _, err := p.store.BeginRetry(ctx, name, 0); err != nil {
+				return sum, err
+			}
+		}
+		sum.Status, err = p.store.Status(ctx, name)
+		return sum, err
+	}
+	restored, err := p.store.Restore(ctx, c, p.cfg.Blobs)
+	if err != nil {
+		return sum, err
+	}
+	sum.Restored = restored > 0
+	if sum.Run, err = p.store.BeginRetry(ctx, name, restored); err != nil {
+		return sum, err
+	}
+	var todo []campaign.BatchTask
+	for _, b := range batches {
+		live, err := p.liveTask(c, b)
+		if err != nil {
+			return sum, err
+		}
+		if live {
+			sum.Live++
+			continue
+		}
+		todo = append(todo, campaign.BatchTask{Campaign: name, Batch: b, Retry: sum.Run})
+	}
+	sum.Enqueued, _, err = p.enqueueTasks(ctx, c.Queue, todo, 0, len(todo))
+	if err != nil {
+		return sum, err
+	}
+	sum.Status, err = p.store.Status(ctx, name)
+	return sum, err
+}
+
+// liveTask reports whether a batch has a task that will still run: one
+// of the IDs of the enqueue and of every retry run so far, pending,
+// scheduled, waiting to retry or running.
+func (p *Producer) liveTask(c campaign.Campaign, batch int) (bool, error) {
+	for run := c.Retries; run >= 0; run-- {
+		id := campaign.BatchTask{Campaign: c.Name, Batch: batch, Retry: run}.ID()
+		info, err := p.cfg.Tasks.GetTaskInfo(c.Queue, id)
+		if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("look up task %s: %w", id, err)
+		}
+		switch info.State {
+		case asynq.TaskStatePending, asynq.TaskStateScheduled, asynq.TaskStateRetry, asynq.TaskStateActive:
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// enqueueTasks enqueues tasks, done of total before them for Progress.
+func (p *Producer) enqueueTasks(ctx context.Context, queue string, tasks []campaign.BatchTask, done, total int) (enqueued, already int, err error) {
 	var (
 		enq, dup atomic.Int64
-		done     int
 		progress sync.Mutex
 		wg       sync.WaitGroup
 		errOnce  sync.Once
@@ -175,7 +301,7 @@ func (p *Producer) enqueueTasks(ctx context.Context, queue string, tasks []campa
 				if p.cfg.Progress != nil {
 					progress.Lock()
 					done++
-					p.cfg.Progress(done, len(tasks))
+					p.cfg.Progress(done, total)
 					progress.Unlock()
 				}
 			}

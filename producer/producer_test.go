@@ -116,7 +116,7 @@ func TestEnqueueTwiceIsHarmless(t *testing.T) {
 	p, store, insp := newProducer(t, Config{BatchSize: 10, Progress: func(done, total int) { calls++ }})
 	ctx := context.Background()
 	sc, _ := Range("s%d", 1, 95)
-	spec := campaign.Campaign{Name: "spring", AppID: "wx0123456789abcdef", Options: wechat.DefaultCodeOptions(), Queue: campaign.QueueLow}
+	spec := Spec{Name: "spring", AppID: "wx0123456789abcdef", Options: wechat.DefaultCodeOptions(), Priority: "low"}
 	sum, err := p.Enqueue(ctx, spec, sc.List)
 	if err != nil {
 		t.Fatal(err)
@@ -157,8 +157,9 @@ func TestEnqueueTwiceIsHarmless(t *testing.T) {
 func TestRetryEnqueuesFailedBatches(t *testing.T) {
 	t.Parallel()
 	p, store, insp := newProducer(t, Config{BatchSize: 4})
+	p.cfg.Tasks = insp
 	ctx := context.Background()
-	spec := campaign.Campaign{Name: "r", AppID: "wx0123456789abcdef", Options: wechat.DefaultCodeOptions(), Queue: campaign.QueueHigh}
+	spec := Spec{Name: "r", AppID: "wx0123456789abcdef", Options: wechat.DefaultCodeOptions(), Priority: "high"}
 	sum, err := p.Enqueue(ctx, spec, []string{"a", "b", "c", "d", "e", "f"})
 	if err != nil {
 		t.Fatal(err)
@@ -166,14 +167,24 @@ func TestRetryEnqueuesFailedBatches(t *testing.T) {
 	if _, err := store.MarkFailed(ctx, sum.Campaign, 5, 41030, "invalid page"); err != nil {
 		t.Fatal(err)
 	}
-	n, tasks, err := p.Retry(ctx, "r")
-	if err != nil || n != 1 || tasks != 1 {
-		t.Fatalf("Retry = %d, %d, %v", n, tasks, err)
+	// Both batches still have their enqueue's task pending: nothing to
+	// enqueue, and each resets its failed scenes when it runs.
+	rs, err := p.Retry(ctx, "r")
+	if err != nil || rs.Run != 1 || rs.Batches != 2 || rs.Enqueued != 0 || rs.Live != 2 {
+		t.Fatalf("Retry = %+v, %v", rs, err)
 	}
-	if _, err := insp.GetTaskInfo(campaign.QueueHigh, "r/b1/r1"); err != nil {
+	// A batch task deleted (as in the dashboard) is enqueued again.
+	if err := insp.DeleteTask(campaign.QueueHigh, "r/b1"); err != nil {
+		t.Fatal(err)
+	}
+	rs, err = p.Retry(ctx, "r")
+	if err != nil || rs.Run != 2 || rs.Enqueued != 1 || rs.Live != 1 {
+		t.Fatalf("second Retry = %+v, %v", rs, err)
+	}
+	if _, err := insp.GetTaskInfo(campaign.QueueHigh, "r/b1/r2"); err != nil {
 		t.Fatalf("retry task: %v", err)
 	}
-	if _, _, err := p.Retry(ctx, "nope"); !errors.Is(err, campaign.ErrNotFound) {
+	if _, err := p.Retry(ctx, "nope"); !errors.Is(err, campaign.ErrNotFound) {
 		t.Fatalf("Retry of unknown campaign: %v", err)
 	}
 }

@@ -67,6 +67,8 @@ type Store interface {
 	// plain string prefix of the name, like "spring/"), in no guaranteed
 	// order. An error from fn stops the listing and is returned.
 	List(ctx context.Context, prefix string, fn func(Object) error) error
+	// Blobs keep the files besides images, such as manifests.
+	Blobs
 	// String tells humans where the store is: "s3://bucket/prefix" or
 	// "file:///abs/dir". It never contains credentials.
 	String() string
@@ -116,6 +118,28 @@ func Open(ctx context.Context, rawURL string, opts Options) (Store, error) {
 		return NewS3(ctx, bucket, prefix, opts)
 	}
 	return nil, fmt.Errorf("STORAGE_URL %q: want file://DIR or s3://BUCKET[/PREFIX]", redactURL(rawURL))
+}
+
+// KeyPrefix returns the prefix the store a STORAGE_URL names puts before
+// every key ("codes/" for s3://bucket/codes, "" for file://), without
+// connecting to it; it fails as Open would on a URL it cannot parse.
+func KeyPrefix(rawURL string) (string, error) {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	switch {
+	case ok && scheme == "file":
+		_, err := parseFileURL(rest)
+		if err != nil {
+			return "", fmt.Errorf("STORAGE_URL %q: %w", rawURL, err)
+		}
+		return "", nil
+	case ok && scheme == "s3":
+		_, prefix, err := parseS3URL(rawURL)
+		if err != nil {
+			return "", fmt.Errorf("STORAGE_URL %q: %w", redactURL(rawURL), err)
+		}
+		return prefix, nil
+	}
+	return "", fmt.Errorf("STORAGE_URL %q: want file://DIR or s3://BUCKET[/PREFIX]", redactURL(rawURL))
 }
 
 // parseFileURL reads the DIR of file://DIR literally: file:///abs/dir,

@@ -90,22 +90,34 @@ func DefaultCodeOptions() CodeOptions {
 	return CodeOptions{CheckPath: true, EnvVersion: EnvRelease, Width: DefaultWidth}
 }
 
-// Validate reports the first option WeChat would refuse, naming it.
+// FieldError is a request field WeChat would refuse: Field is its JSON
+// name (page, env_version, width, line_color, scene), so callers can name
+// their own flag or field for it.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Validate reports the first option WeChat would refuse, naming it, as a
+// *FieldError.
 func (o CodeOptions) Validate() error {
 	if err := ValidatePage(o.Page); err != nil {
-		return err
+		return &FieldError{"page", err}
 	}
 	switch o.EnvVersion {
 	case "", EnvRelease, EnvTrial, EnvDevelop:
 	default:
-		return fmt.Errorf("env_version %q: want release, trial or develop", o.EnvVersion)
+		return &FieldError{"env_version", fmt.Errorf("env_version %q: want release, trial or develop", o.EnvVersion)}
 	}
 	if o.Width != 0 && (o.Width < MinWidth || o.Width > MaxWidth) {
-		return fmt.Errorf("width %d: must be from %d to %d", o.Width, MinWidth, MaxWidth)
+		return &FieldError{"width", fmt.Errorf("width %d: must be from %d to %d", o.Width, MinWidth, MaxWidth)}
 	}
 	for _, v := range []int{o.LineColor.R, o.LineColor.G, o.LineColor.B} {
 		if v < 0 || v > 255 {
-			return fmt.Errorf("line_color %s: each component must be from 0 to 255", o.LineColor)
+			return &FieldError{"line_color", fmt.Errorf("line_color %s: each component must be from 0 to 255", o.LineColor)}
 		}
 	}
 	return nil

@@ -77,9 +77,16 @@ type Config struct {
 	// Backoff is the first pause after a temporary error; it doubles up to
 	// MaxBackoff, with jitter. Defaults 200ms and 10s.
 	Backoff, MaxBackoff time.Duration
-	// CheckCancel is how often a running batch looks for a cancel. Default
-	// 1s.
+	// CheckCancel is how often a running batch looks for a cancel and
+	// renews its run lease. Default 1s.
 	CheckCancel time.Duration
+	// Lease is how long a batch's run lease lasts without renewal: a
+	// worker that dies holds the batch that long at most. Default 30s.
+	Lease time.Duration
+	// Blobs, when set, receives the manifest of each campaign that ends:
+	// its per-scene results leave Redis (campaign.Store.Archive). Nil
+	// keeps them in Redis.
+	Blobs campaign.Blobs
 	// Metrics, when set, is told about every call and scene.
 	Metrics Observer
 	// Logger logs one line per batch and per failed scene.
@@ -93,6 +100,7 @@ func (c Config) withDefaults() Config {
 	c.Backoff = cmp.Or(c.Backoff, 200*time.Millisecond)
 	c.MaxBackoff = cmp.Or(c.MaxBackoff, 10*time.Second)
 	c.CheckCancel = cmp.Or(c.CheckCancel, time.Second)
+	c.Lease = max(cmp.Or(c.Lease, 30*time.Second), 3*c.CheckCancel) // renewed every CheckCancel
 	if c.Metrics == nil {
 		c.Metrics = nopObserver{}
 	}
@@ -114,6 +122,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("Parallel %d: want 1 to 1024", c.Parallel)
 	case c.Attempts < 0 || c.UnknownAttempts < 0:
 		return errors.New("Attempts and UnknownAttempts must not be negative")
+	case c.Lease < 0 || c.CheckCancel < 0:
+		return errors.New("Lease and CheckCancel must not be negative")
 	}
 	return nil
 }
@@ -168,15 +178,22 @@ var ErrHandedBack = errors.New("batch handed back with pending scenes")
 func IsFailure(err error) bool { return !errors.Is(err, ErrHandedBack) }
 
 // RetryDelay is the asynq Config.RetryDelayFunc of workers: a drained
-// batch comes back at once, others after a growing delay.
+// batch comes back at once, one that another worker runs a few seconds
+// later, others after a growing delay.
 func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
-	if errors.Is(err, errDrained) {
+	switch {
+	case errors.Is(err, errDrained):
 		return time.Second
+	case errors.Is(err, errBusy):
+		return 5 * time.Second
 	}
 	return min(time.Duration(n+1)*5*time.Second, time.Minute)
 }
 
-var errDrained = fmt.Errorf("%w: worker shutting down", ErrHandedBack)
+var (
+	errDrained = fmt.Errorf("%w: worker shutting down", ErrHandedBack)
+	errBusy    = fmt.Errorf("%w: another worker runs the batch", ErrHandedBack)
+)
 
 // ProcessTask runs one batch.
 func (h *Handler) ProcessTask(ctx context.Context, task *asynq.Task) error {
@@ -201,8 +218,42 @@ func (h *Handler) ProcessTask(ctx context.Context, task *asynq.Task) error {
 	if !ok {
 		return fmt.Errorf("%w: no WeChat client for appid %s on this worker", ErrHandedBack, c.AppID)
 	}
-	run := &batchRun{h: h, c: c, batch: bt.Batch, codes: codes, log: log}
-	return run.run(ctx)
+	lease, err := h.cfg.Campaigns.LeaseBatch(ctx, c.Name, bt.Batch, h.cfg.Lease)
+	if err != nil {
+		return err
+	}
+	if lease == nil {
+		log.Debug().Msg("batch runs on another worker: handed back")
+		return errBusy
+	}
+	defer func() {
+		if err := lease.Release(context.WithoutCancel(ctx)); err != nil {
+			log.Warn().Err(err).Msg("release batch lease")
+		}
+	}()
+	run := &batchRun{h: h, c: c, batch: bt.Batch, codes: codes, log: log, lease: lease}
+	err = run.run(ctx)
+	if err == nil && h.cfg.Blobs != nil {
+		h.archive(context.WithoutCancel(ctx), log, c.Name)
+	}
+	return err
+}
+
+// archive moves a campaign that has ended out of Redis into its manifest.
+// A failure is logged and left: the next batch that ends, or export, still
+// finds the rows in Redis.
+func (h *Handler) archive(ctx context.Context, log zerolog.Logger, name string) {
+	c, err := h.cfg.Campaigns.Get(ctx, name)
+	if err != nil || !c.Done() || c.Manifest > 0 {
+		return
+	}
+	ok, err := h.cfg.Campaigns.Archive(ctx, name, h.cfg.Blobs)
+	switch {
+	case err != nil:
+		log.Warn().Err(err).Msg("campaign done: manifest not written, results stay in Redis")
+	case ok:
+		log.Info().Msg("campaign done: results moved to its manifest in storage")
+	}
 }
 
 // batchRun is one run of one batch.
@@ -212,12 +263,12 @@ type batchRun struct {
 	batch int
 	codes Codes
 	log   zerolog.Logger
+	lease *campaign.BatchLease
 
 	mu                                 sync.Mutex
 	succeeded, failed, skipped, stored int
 	pending                            int
 	lastErr                            error
-	prefixSet                          bool
 }
 
 func (r *batchRun) run(ctx context.Context) error {
@@ -226,11 +277,22 @@ func (r *batchRun) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	scenes, err := r.h.cfg.Campaigns.BatchScenes(ctx, r.c.Name, r.batch)
+	reset, err := r.h.cfg.Campaigns.PrepareBatch(ctx, r.c, r.batch)
 	if err != nil {
 		return err
 	}
+	if reset > 0 {
+		r.log.Info().Int("reset", reset).Msg("retry: failed scenes back to pending")
+	}
 	status, err := r.h.cfg.Campaigns.BatchStatus(ctx, r.c, r.batch)
+	if err != nil {
+		return err
+	}
+	if countPending(status) == 0 {
+		r.log.Debug().Msg("batch has no pending scene")
+		return nil
+	}
+	scenes, err := r.h.cfg.Campaigns.BatchScenes(ctx, r.c.Name, r.batch)
 	if err != nil {
 		return err
 	}
@@ -307,7 +369,7 @@ feed:
 	return fmt.Errorf("%w: %d pending, last error: %w", ErrHandedBack, r.pending, r.lastErr)
 }
 
-func countPending(st []campaign.Status) int {
+func countPending(st []campaign.SceneStatus) int {
 	n := 0
 	for _, s := range st {
 		if s == campaign.Pending {
@@ -330,6 +392,11 @@ func (r *batchRun) watch(ctx context.Context, halt func()) {
 			halt()
 			return
 		case <-t.C:
+			if held, err := r.lease.Renew(ctx); err == nil && !held {
+				r.log.Warn().Msg("batch lease lost: batch stops")
+				halt()
+				return
+			}
 			if st, err := r.h.cfg.Campaigns.State(ctx, r.c.Name); err == nil && st == campaign.StateCancelled {
 				r.log.Info().Msg("campaign cancelled: batch stops")
 				halt()
@@ -487,7 +554,6 @@ func (r *batchRun) findStored(ctx context.Context, scene string) (storage.Object
 
 func (r *batchRun) succeed(ctx context.Context, index int64, obj storage.Object, found bool) {
 	ctx = context.WithoutCancel(ctx)
-	r.setPrefix(ctx, obj)
 	res := campaign.Result{ContentType: obj.ContentType, Size: obj.Size, SHA256: obj.SHA256}
 	changed, err := r.h.cfg.Campaigns.MarkSucceeded(ctx, r.c, index, res)
 	if err != nil {
@@ -504,21 +570,6 @@ func (r *batchRun) succeed(ctx context.Context, index int64, obj storage.Object,
 	}
 	if changed {
 		r.h.cfg.Metrics.Stored(r.c.Name)
-	}
-}
-
-// setPrefix records the storage prefix of the campaign's keys, once per
-// run, for export.
-func (r *batchRun) setPrefix(ctx context.Context, obj storage.Object) {
-	r.mu.Lock()
-	done := r.prefixSet
-	r.prefixSet = true
-	r.mu.Unlock()
-	if done || len(obj.Key) < len(obj.Name) {
-		return
-	}
-	if err := r.h.cfg.Campaigns.SetKeyPrefix(ctx, r.c.Name, obj.Key[:len(obj.Key)-len(obj.Name)]); err != nil {
-		r.log.Warn().Err(err).Msg("record key prefix")
 	}
 }
 

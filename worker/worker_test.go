@@ -249,7 +249,7 @@ func TestCancelledCampaignIsSkipped(t *testing.T) {
 	rg := newRig(t, simulator.Config{}, nil)
 	ctx := context.Background()
 	rg.create(t, "cx", "", sceneList(5), 5)
-	if err := rg.campaigns.SetState(ctx, "cx", campaign.StateCancelled); err != nil {
+	if _, err := rg.campaigns.Cancel(ctx, "cx"); err != nil {
 		t.Fatal(err)
 	}
 	if err := rg.handler.ProcessTask(ctx, task("cx", 0)); err != nil {

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -14,41 +12,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wxacode/wxacode/campaign"
-	"github.com/wxacode/wxacode/internal/imagetype"
 	"github.com/wxacode/wxacode/producer"
 	"github.com/wxacode/wxacode/storage"
 )
 
 func init() {
 	commands = append(commands, statusCommand, exportCommand, retryCommand, cancelCommand)
-}
-
-// statusJSON is one campaign in `status --json`.
-type statusJSON struct {
-	Campaign   string    `json:"campaign"`
-	AppID      string    `json:"appid"`
-	Page       string    `json:"page"`
-	State      string    `json:"state"`
-	Total      int64     `json:"total"`
-	Succeeded  int64     `json:"succeeded"`
-	Failed     int64     `json:"failed"`
-	Pending    int64     `json:"pending"`
-	Done       bool      `json:"done"`
-	Rate       float64   `json:"rate_per_second"`
-	ETASeconds float64   `json:"eta_seconds"`
-	Created    time.Time `json:"created"`
-}
-
-func toStatus(c campaign.Campaign) statusJSON {
-	s := statusJSON{
-		Campaign: c.Name, AppID: c.AppID, Page: c.Options.Page, State: string(c.State),
-		Total: c.Total, Succeeded: c.Succeeded, Failed: c.Failed, Pending: c.Pending(),
-		Done: c.Done(), Rate: c.Rate(), Created: c.Created,
-	}
-	if s.Rate > 0 && !s.Done {
-		s.ETASeconds = float64(s.Pending) / s.Rate
-	}
-	return s
 }
 
 func statusCommand(a *app) *cobra.Command {
@@ -94,12 +63,15 @@ until the campaign is done (Ctrl-C to stop).`,
 	return cmd
 }
 
-func (a *app) loadStatus(ctx context.Context, store *campaign.Store, name string) ([]campaign.Campaign, error) {
+func (a *app) loadStatus(ctx context.Context, store *campaign.Store, name string) ([]campaign.Status, error) {
 	if name != "" {
-		c, err := getCampaign(ctx, store, name)
-		return []campaign.Campaign{c}, err
+		st, err := store.Status(ctx, name)
+		if errors.Is(err, campaign.ErrNotFound) {
+			return nil, usagef("campaign %s not found", name)
+		}
+		return []campaign.Status{st}, err
 	}
-	return store.List(ctx)
+	return store.Statuses(ctx)
 }
 
 func (a *app) printStatus(ctx context.Context, store *campaign.Store, name string, asJSON bool) error {
@@ -110,30 +82,26 @@ func (a *app) printStatus(ctx context.Context, store *campaign.Store, name strin
 	if asJSON {
 		enc := json.NewEncoder(a.stdout)
 		if name != "" {
-			return enc.Encode(toStatus(cs[0]))
+			return enc.Encode(cs[0])
 		}
-		out := make([]statusJSON, len(cs))
-		for i, c := range cs {
-			out[i] = toStatus(c)
-		}
-		return enc.Encode(out)
+		return enc.Encode(cs)
 	}
 	if len(cs) == 0 {
 		fmt.Fprintln(a.stdout, "no campaigns")
 	}
 	for _, c := range cs {
-		fmt.Fprintln(a.stdout, statusLine(c, c.Rate()))
+		fmt.Fprintln(a.stdout, statusLine(c, c.RatePerSecond))
 	}
 	return nil
 }
 
-func statusLine(c campaign.Campaign, rate float64) string {
-	s := fmt.Sprintf("%-20s %s  ok %d  failed %d  pending %d  %s", c.Name, bar(c.Succeeded+c.Failed, c.Total, 30), c.Succeeded, c.Failed, c.Pending(), c.State)
-	if c.Done() {
+func statusLine(c campaign.Status, rate float64) string {
+	s := fmt.Sprintf("%-20s %s  ok %d  failed %d  pending %d  %s", c.Campaign, bar(c.Succeeded+c.Failed, c.Total, 30), c.Succeeded, c.Failed, c.Pending, c.State)
+	if c.Done {
 		return s + "  done"
 	}
-	if rate > 0 {
-		s += fmt.Sprintf("  %.1f/s  ETA %s", rate, formatETA(time.Duration(float64(c.Pending())/rate*float64(time.Second))))
+	if eta := c.ETA(rate); eta > 0 {
+		s += fmt.Sprintf("  %.1f/s  ETA %s", rate, formatETA(time.Duration(eta*float64(time.Second))))
 	}
 	return s
 }
@@ -160,15 +128,15 @@ func (a *app) watchStatus(ctx context.Context, store *campaign.Store, name strin
 		allDone := len(cs) > 0
 		var text string
 		for i, c := range cs {
-			rate := c.Rate()
-			if p, ok := last[c.Name]; ok && now.After(p.at) {
+			rate := c.RatePerSecond
+			if p, ok := last[c.Campaign]; ok && now.After(p.at) {
 				rate = float64(c.Succeeded+c.Failed-p.done) / now.Sub(p.at).Seconds()
 			}
-			last[c.Name] = sample{now, c.Succeeded + c.Failed}
-			allDone = allDone && (c.Done() || c.State == campaign.StateCancelled)
+			last[c.Campaign] = sample{now, c.Succeeded + c.Failed}
+			allDone = allDone && (c.Done || c.State == campaign.StateCancelled)
 			if asJSON {
-				st := toStatus(c)
-				st.Rate = rate
+				st := c
+				st.RatePerSecond, st.ETASeconds = rate, c.ETA(rate)
 				b, _ := json.Marshal(st)
 				fmt.Fprintln(a.stdout, string(b))
 				continue
@@ -202,30 +170,25 @@ func (a *app) watchStatus(ctx context.Context, store *campaign.Store, name strin
 	}
 }
 
-// exportRow is one row of `export`.
-type exportRow struct {
-	Scene       string `json:"scene"`
-	Status      string `json:"status"`
-	Key         string `json:"key"`
-	ContentType string `json:"content_type"`
-	Size        int64  `json:"size"`
-	SHA256      string `json:"sha256"`
-	ErrCode     int    `json:"errcode"`
-	Error       string `json:"error"`
-}
-
 func exportCommand(a *app) *cobra.Command {
-	var redisURL, format string
+	var redisURL, storageURL, format string
 	cmd := &cobra.Command{
 		Use:   "export CAMPAIGN",
 		Short: "List every scene of a campaign with its key and status",
 		Long: `List every scene of a campaign, one row each: scene, status (succeeded,
 failed or pending), key (the object key, prefix included), content_type, size
 (bytes), sha256 (lowercase hex of the stored bytes), errcode (0 when none) and
-error. CSV with a header line, or JSON lines with --format jsonl.`,
+error. CSV with a header line, or JSON lines with --format jsonl.
+
+CSV cells that a spreadsheet would run as a formula (starting with =, +, -, @,
+a tab or a carriage return) get a leading ' ; JSON lines keep every value as
+it is.
+
+A finished campaign's rows live in its manifest beside its codes
+(CAMPAIGN/manifest-NNNNN.gz); export reads them from --storage then.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "csv" && format != "jsonl" {
+			if format != campaign.FormatCSV && format != campaign.FormatJSONL {
 				return usagef("--format %q: want csv or jsonl", format)
 			}
 			ctx := cmd.Context()
@@ -238,56 +201,54 @@ error. CSV with a header line, or JSON lines with --format jsonl.`,
 			if err != nil {
 				return err
 			}
-			return exportCampaign(ctx, store, c, format, a.stdout)
+			blobs, err := a.manifestStore(ctx, c, storageURL)
+			if err != nil {
+				return err
+			}
+			w, err := campaign.NewExportWriter(a.stdout, format)
+			if err != nil {
+				return err
+			}
+			if err := store.Export(ctx, c, blobs, w.Write); err != nil {
+				return err
+			}
+			return w.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "csv", "csv or jsonl")
+	cmd.Flags().StringVar(&format, "format", campaign.FormatCSV, "csv or jsonl")
 	a.redisFlag(cmd.Flags(), &redisURL)
+	a.storageFlag(cmd.Flags(), &storageURL)
 	return cmd
 }
 
-func exportCampaign(ctx context.Context, store *campaign.Store, c campaign.Campaign, format string, w io.Writer) error {
-	var (
-		cw  *csv.Writer
-		enc *json.Encoder
-	)
-	if format == "csv" {
-		cw = csv.NewWriter(w)
-		if err := cw.Write([]string{"scene", "status", "key", "content_type", "size", "sha256", "errcode", "error"}); err != nil {
-			return err
-		}
-	} else {
-		enc = json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
+// manifestStore opens the store of storageURL when the campaign's rows are
+// in its manifest there; nil otherwise (Redis holds them).
+func (a *app) manifestStore(ctx context.Context, c campaign.Campaign, storageURL string) (campaign.Blobs, error) {
+	if c.Manifest == 0 {
+		return nil, nil
 	}
-	err := store.Export(ctx, c.Name, func(r campaign.Row) error {
-		row := exportRow{Scene: r.Scene, Status: string(r.Status), ErrCode: r.ErrCode, Error: r.Error}
-		if r.Status == campaign.Succeeded {
-			row.Key = c.KeyPrefix + storage.Key(c.Name, r.Scene, imagetype.Ext(r.Result.ContentType))
-			row.ContentType, row.Size, row.SHA256 = r.Result.ContentType, r.Result.Size, r.Result.SHA256
-		}
-		if cw != nil {
-			return cw.Write([]string{row.Scene, row.Status, row.Key, row.ContentType, strconv.FormatInt(row.Size, 10), row.SHA256, strconv.Itoa(row.ErrCode), row.Error})
-		}
-		return enc.Encode(row)
-	})
-	if cw != nil {
-		cw.Flush()
-		if err == nil {
-			err = cw.Error()
-		}
+	st, err := storage.Open(ctx, storageURL, storage.Options{Getenv: a.getenv})
+	if err != nil {
+		return nil, fmt.Errorf("--storage/STORAGE_URL (campaign %s is finished: its rows are in its manifest there): %w", c.Name, err)
 	}
-	return err
+	return st, nil
 }
 
 func retryCommand(a *app) *cobra.Command {
-	var redisURL string
+	var redisURL, storageURL string
 	cmd := &cobra.Command{
 		Use:   "retry CAMPAIGN",
-		Short: "Enqueue a campaign's failed scenes again",
-		Long: `Turn every failed scene of a campaign back to pending and enqueue the
-batches that hold them (for example after the page was published). A cancelled
-campaign is resumed: its pending scenes are enqueued too.`,
+		Short: "Run a campaign's failed and pending scenes again",
+		Long: `Reconcile a campaign with its queue and resume it: every batch that holds a
+failed or pending scene and has no live task (deleted in the dashboard,
+archived, lost with Redis, skipped while the campaign was cancelled) is
+enqueued again, and a cancelled campaign becomes active. Failed scenes turn
+back to pending when their batch next runs, for example after the page was
+published.
+
+Running it again, or two at once, or after one was killed halfway, is safe
+and always finishes the job. A finished campaign's rows are read back from
+its manifest in --storage first.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -296,22 +257,37 @@ campaign is resumed: its pending scenes are enqueued too.`,
 				return err
 			}
 			defer rdb.Close()
-			if _, err := getCampaign(ctx, store, args[0]); err != nil {
-				return err
-			}
-			p, err := producer.New(store, asynq.NewClientFromRedisClient(rdb), producer.Config{})
+			c, err := getCampaign(ctx, store, args[0])
 			if err != nil {
 				return err
 			}
-			n, tasks, err := p.Retry(ctx, args[0])
+			blobs, err := a.manifestStore(ctx, c, storageURL)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "campaign %s: %d failed scenes back to pending, %d batches enqueued\n", args[0], n, tasks)
+			insp := asynq.NewInspectorFromRedisClient(rdb)
+			p, err := producer.New(store, asynq.NewClientFromRedisClient(rdb), producer.Config{Tasks: insp, Blobs: blobs})
+			if err != nil {
+				return err
+			}
+			sum, err := p.Retry(ctx, args[0])
+			if errors.Is(err, campaign.ErrIncomplete) {
+				return usagef("campaign %s was not completely enqueued: run the same enqueue command again", args[0])
+			}
+			if err != nil {
+				return err
+			}
+			if sum.Run == 0 {
+				fmt.Fprintf(a.stdout, "campaign %s: nothing to retry (%d succeeded, %d failed, %d pending)\n", args[0], sum.Status.Succeeded, sum.Status.Failed, sum.Status.Pending)
+				return nil
+			}
+			fmt.Fprintf(a.stdout, "campaign %s: retry run %d: %d batches with failed or pending scenes, %d enqueued, %d still queued; %d failed scenes turn back to pending as their batches run\n",
+				args[0], sum.Run, sum.Batches, sum.Enqueued, sum.Live, sum.Status.Failed)
 			return nil
 		},
 	}
 	a.redisFlag(cmd.Flags(), &redisURL)
+	a.storageFlag(cmd.Flags(), &storageURL)
 	return cmd
 }
 
@@ -320,8 +296,9 @@ func cancelCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cancel CAMPAIGN",
 		Short: "Stop a campaign's remaining work",
-		Long: `Stop a campaign: workers finish the calls in flight and skip its remaining
-scenes, which stay pending. What is done stays done; 'wxacode retry' resumes it.`,
+		Long: `Stop a campaign, at any moment (also while it is still being enqueued):
+workers finish the calls in flight and skip its remaining scenes, which stay
+pending. What is done stays done; only 'wxacode retry' resumes it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -330,23 +307,19 @@ scenes, which stay pending. What is done stays done; 'wxacode retry' resumes it.
 				return err
 			}
 			defer rdb.Close()
-			return a.cancelCampaign(ctx, store, args[0])
+			st, err := store.Cancel(ctx, args[0])
+			if errors.Is(err, campaign.ErrNotFound) {
+				return usagef("campaign %s not found", args[0])
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "campaign %s cancelled: %d succeeded, %d failed, %d left pending\n", st.Campaign, st.Succeeded, st.Failed, st.Pending)
+			return nil
 		},
 	}
 	a.redisFlag(cmd.Flags(), &redisURL)
 	return cmd
-}
-
-func (a *app) cancelCampaign(ctx context.Context, store *campaign.Store, name string) error {
-	c, err := getCampaign(ctx, store, name)
-	if err != nil {
-		return err
-	}
-	if err := store.SetState(ctx, name, campaign.StateCancelled); err != nil {
-		return err
-	}
-	fmt.Fprintf(a.stdout, "campaign %s cancelled: %d succeeded, %d failed, %d left pending\n", name, c.Succeeded, c.Failed, c.Pending())
-	return nil
 }
 
 // openStore connects to Redis and returns its campaign store; the caller

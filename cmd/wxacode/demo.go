@@ -150,7 +150,7 @@ func (a *app) runDemo(ctx context.Context, o *demoOptions) error {
 	}
 	opts := wechat.DefaultCodeOptions()
 	opts.Page = "pages/index/index"
-	sum, err := p.Enqueue(ctx, campaign.Campaign{Name: o.campaign, AppID: simulator.DemoAppID, Options: opts, Queue: campaign.QueueDefault}, sc.List)
+	sum, err := p.Enqueue(ctx, producer.Spec{Name: o.campaign, AppID: simulator.DemoAppID, Options: opts}, sc.List)
 	if err != nil {
 		return err
 	}
@@ -171,7 +171,7 @@ func (a *app) runDemo(ctx context.Context, o *demoOptions) error {
 			return err
 		}
 		h, err := worker.New(worker.Config{
-			Campaigns: campaigns, Limiter: lim, Store: store,
+			Campaigns: campaigns, Limiter: lim, Store: store, Blobs: store,
 			Apps:    map[string]worker.Codes{simulator.DemoAppID: codes},
 			Metrics: observer,
 			Logger:  log.With().Int("worker", i+1).Logger(),

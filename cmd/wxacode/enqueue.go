@@ -12,6 +12,7 @@ import (
 	"github.com/wxacode/wxacode/campaign"
 	"github.com/wxacode/wxacode/limiter"
 	"github.com/wxacode/wxacode/producer"
+	"github.com/wxacode/wxacode/storage"
 	"github.com/wxacode/wxacode/wechat"
 )
 
@@ -27,7 +28,7 @@ type enqueueOptions struct {
 	appid, priority                   string
 	dryRun                            bool
 	batchSize                         int
-	redisURL, rate                    string
+	redisURL, rate, storageURL        string
 }
 
 func enqueueCommand(a *app) *cobra.Command {
@@ -72,7 +73,14 @@ refused.`,
 	fs.IntVar(&o.batchSize, "batch-size", 200, "scenes per task")
 	fs.StringVar(&o.rate, "rate", or(a.getenv("WXACODE_RATE"), defaultRate), "the ceiling N/DURATION, for the ETA (env WXACODE_RATE)")
 	a.redisFlag(fs, &o.redisURL)
+	a.storageFlag(fs, &o.storageURL)
 	return cmd
+}
+
+// specFlags names the flag of each field a producer.FieldError names.
+var specFlags = map[string]string{
+	"campaign": "--campaign", "appid": "--appid/WECHAT_APPID", "page": "--page", "width": "--width",
+	"env_version": "--env-version", "line_color": "--line-color", "priority": "--priority",
 }
 
 func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
@@ -80,11 +88,11 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	if o.campaign == "" {
 		return usagef("enqueue: --campaign is required")
 	}
-	if err := campaign.ValidateName(o.campaign); err != nil {
-		return usagef("--campaign: %v", err)
-	}
 	if !flagSet(fs, "page") {
 		return usagef(`enqueue: --page is required ("" for the home page)`)
+	}
+	if o.appid == "" {
+		return usagef("enqueue: --appid or WECHAT_APPID is required")
 	}
 	opts := wechat.CodeOptions{
 		Page: o.page, CheckPath: o.checkPath, EnvVersion: o.envVersion, Width: o.width,
@@ -94,19 +102,19 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	if opts.LineColor, err = wechat.ParseColor(o.lineColor); err != nil {
 		return usagef("--line-color: %v", err)
 	}
-	if err := opts.Validate(); err != nil {
-		return usagef("%s", flagName(err, opts))
-	}
-	if o.width < wechat.MinWidth {
+	if o.width == 0 { // 0 would mean WeChat's default to the API, not here
 		return usagef("--width %d: must be from %d to %d", o.width, wechat.MinWidth, wechat.MaxWidth)
 	}
-	if o.appid == "" {
-		return usagef("enqueue: --appid or WECHAT_APPID is required")
-	}
-	queue, err := campaign.QueueFor(o.priority)
+	prefix, err := storage.KeyPrefix(o.storageURL)
 	if err != nil {
-		return usagef("--priority: %v", err)
+		return usagef("--storage/STORAGE_URL: %v", err)
 	}
+	spec := producer.Spec{Name: o.campaign, AppID: o.appid, Options: opts, Priority: o.priority, KeyPrefix: prefix}
+	var fe *producer.FieldError
+	if err := spec.Validate(); errors.As(err, &fe) {
+		return usagef("%s: %v", specFlags[fe.Field], fe.Err)
+	}
+	queue, _ := campaign.QueueFor(o.priority)
 	lim, err := limiter.ParseLimit(o.rate)
 	if err != nil {
 		return usagef("--rate/WXACODE_RATE: %v", err)
@@ -180,13 +188,17 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	if err != nil {
 		return err
 	}
-	spec := campaign.Campaign{Name: o.campaign, AppID: o.appid, Options: opts, Queue: queue}
 	sum, err := p.Enqueue(ctx, spec, sc.List)
 	if errors.Is(err, campaign.ErrExists) {
 		return usagef("campaign %s exists with other scenes or options: choose another name", o.campaign)
 	}
 	if err != nil {
 		return err
+	}
+	if sum.Cancelled {
+		fmt.Fprintf(a.stdout, "campaign %s was cancelled while it was enqueued: %d batches enqueued of %d; 'wxacode retry %s' resumes it\n",
+			o.campaign, sum.Enqueued+sum.AlreadyQueued, sum.Campaign.Batches, o.campaign)
+		return nil
 	}
 	verb := "enqueued"
 	if !sum.Created {
@@ -195,17 +207,4 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	fmt.Fprintf(a.stdout, "campaign %s %s: %d scenes (%d duplicates dropped), %d batches (%d new, %d already queued) on queue %s; ETA at the ceiling %s: %s\n",
 		o.campaign, verb, sum.Campaign.Total, sc.Duplicates, sum.Campaign.Batches, sum.Enqueued, sum.AlreadyQueued, queue, lim, formatETA(eta))
 	return nil
-}
-
-// flagName rewrites an option error with the flag's name.
-func flagName(err error, o wechat.CodeOptions) string {
-	switch {
-	case wechat.ValidatePage(o.Page) != nil:
-		return "--page: " + err.Error()
-	case o.Width != 0 && (o.Width < wechat.MinWidth || o.Width > wechat.MaxWidth):
-		return fmt.Sprintf("--width %d: must be from %d to %d", o.Width, wechat.MinWidth, wechat.MaxWidth)
-	case o.EnvVersion != "" && o.EnvVersion != wechat.EnvRelease && o.EnvVersion != wechat.EnvTrial && o.EnvVersion != wechat.EnvDevelop:
-		return fmt.Sprintf("--env-version %q: want release, trial or develop", o.EnvVersion)
-	}
-	return err.Error()
 }

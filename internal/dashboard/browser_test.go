@@ -96,11 +96,11 @@ func browserFixture(t *testing.T) *httptest.Server {
 		}
 		return out
 	}
-	spring, err := p.Enqueue(ctx, campaign.Campaign{Name: "spring-posters", AppID: "wx8d2f61c7a0b3e945", Queue: campaign.QueueDefault, Options: wechat.CodeOptions{Page: "pages/product/detail"}}, scenes("sku", 2000))
+	spring, err := p.Enqueue(ctx, producer.Spec{Name: "spring-posters", AppID: "wx8d2f61c7a0b3e945", Priority: "default", Options: wechat.CodeOptions{Page: "pages/product/detail"}}, scenes("sku", 2000))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Enqueue(ctx, campaign.Campaign{Name: "urgent-tickets", AppID: "wx8d2f61c7a0b3e945", Queue: campaign.QueueHigh, Options: wechat.CodeOptions{Page: "pages/ticket/index"}}, scenes("t", 300)); err != nil {
+	if _, err := p.Enqueue(ctx, producer.Spec{Name: "urgent-tickets", AppID: "wx8d2f61c7a0b3e945", Priority: "high", Options: wechat.CodeOptions{Page: "pages/ticket/index"}}, scenes("t", 300)); err != nil {
 		t.Fatal(err)
 	}
 	res := campaign.Result{ContentType: "image/png", Size: 6120, SHA256: strings.Repeat("5e", 32)}

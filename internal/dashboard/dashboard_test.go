@@ -35,7 +35,7 @@ func fixture(t *testing.T, cfg dashboard.Config) (*testenv.Redis, *httptest.Serv
 	t.Helper()
 	r := testenv.NewRedis(t)
 	ctx := t.Context()
-	if err := r.Client.HSet(ctx, wechat.TokenKey("wxa1"), "token", accessToken).Err(); err != nil {
+	if err := r.Client.HSet(ctx, wechat.TokenKey("wx00000000000000a1"), "token", accessToken).Err(); err != nil {
 		t.Fatal(err)
 	}
 	store := campaign.NewStore(r.Client, "")
@@ -51,11 +51,11 @@ func fixture(t *testing.T, cfg dashboard.Config) (*testenv.Redis, *httptest.Serv
 		}
 		return out
 	}
-	spring, err := p.Enqueue(ctx, campaign.Campaign{Name: "spring", AppID: "wxa1", Queue: campaign.QueueDefault, Options: wechat.CodeOptions{Page: "pages/item"}}, scenes(25))
+	spring, err := p.Enqueue(ctx, producer.Spec{Name: "spring", AppID: "wx00000000000000a1", Priority: "default", Options: wechat.CodeOptions{Page: "pages/item"}}, scenes(25))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Enqueue(ctx, campaign.Campaign{Name: "urgent", AppID: "wxa2", Queue: campaign.QueueHigh, Options: wechat.CodeOptions{Page: "pages/index"}}, scenes(4)); err != nil {
+	if _, err := p.Enqueue(ctx, producer.Spec{Name: "urgent", AppID: "wx00000000000000a2", Priority: "high", Options: wechat.CodeOptions{Page: "pages/index"}}, scenes(4)); err != nil {
 		t.Fatal(err)
 	}
 	res := campaign.Result{ContentType: "image/png", Size: 100, SHA256: strings.Repeat("ab", 32)}
@@ -132,7 +132,7 @@ func TestCampaignsJSON(t *testing.T) {
 		}
 	}
 
-	var got []dashboard.CampaignStatus
+	var got []campaign.Status
 	if err := json.Unmarshal([]byte(resp.body), &got); err != nil {
 		t.Fatal(err)
 	}
@@ -142,11 +142,11 @@ func TestCampaignsJSON(t *testing.T) {
 		}
 		got[i].Created = time.Time{}
 	}
-	want := []dashboard.CampaignStatus{
-		{Campaign: "spring", AppID: "wxa1", Page: "pages/item", Queue: campaign.QueueDefault, State: "active",
+	want := []campaign.Status{
+		{Campaign: "spring", AppID: "wx00000000000000a1", Page: "pages/item", Queue: campaign.QueueDefault, State: campaign.StateActive,
 			Total: 25, Succeeded: 5, Failed: 3, Pending: 17, RatePerSecond: got[0].RatePerSecond, ETASeconds: got[0].ETASeconds,
 			FailuresByErrcode: map[int]int64{41030: 2, 40129: 1}},
-		{Campaign: "urgent", AppID: "wxa2", Page: "pages/index", Queue: campaign.QueueHigh, State: "active",
+		{Campaign: "urgent", AppID: "wx00000000000000a2", Page: "pages/index", Queue: campaign.QueueHigh, State: campaign.StateActive,
 			Total: 4, Pending: 4, FailuresByErrcode: map[int]int64{}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -160,7 +160,7 @@ func TestCampaignsJSON(t *testing.T) {
 	}
 
 	one := get(t, srv.URL+"/api/campaigns/urgent", nil)
-	var u dashboard.CampaignStatus
+	var u campaign.Status
 	if err := json.Unmarshal([]byte(one.body), &u); one.code != http.StatusOK || err != nil || u.Campaign != "urgent" || u.Total != 4 {
 		t.Errorf("GET /api/campaigns/urgent = %d %v:\n%s", one.code, err, one.body)
 	}
@@ -257,8 +257,8 @@ func TestMonitoringAndMetrics(t *testing.T) {
 
 	m := get(t, srv.URL+"/metrics", nil)
 	for _, want := range []string{
-		`wxacode_campaign_scenes{appid="wxa1",campaign="spring",status="succeeded"} 5`,
-		`wxacode_campaign_scenes{appid="wxa1",campaign="spring",status="failed"} 3`,
+		`wxacode_campaign_scenes{appid="wx00000000000000a1",campaign="spring",status="succeeded"} 5`,
+		`wxacode_campaign_scenes{appid="wx00000000000000a1",campaign="spring",status="failed"} 3`,
 		`wxacode_campaign_total{campaign="spring"} 25`,
 		`wxacode_queue_tasks{queue="wxacode-default",state="pending"} 3`,
 		`wxacode_queue_tasks{queue="wxacode-high",state="pending"} 1`,

@@ -33,7 +33,7 @@ func TestMiniredis(t *testing.T) {
 	for i := range scenes {
 		scenes[i] = fmt.Sprintf("s%d", i)
 	}
-	if _, err := p.Enqueue(t.Context(), campaign.Campaign{Name: "demo", AppID: "wxdemo", Queue: campaign.QueueDefault, Options: wechat.CodeOptions{Page: "pages/index"}}, scenes); err != nil {
+	if _, err := p.Enqueue(t.Context(), producer.Spec{Name: "demo", AppID: "wx000000000000de70", Priority: "default", Options: wechat.CodeOptions{Page: "pages/index"}}, scenes); err != nil {
 		t.Fatal(err)
 	}
 	h, err := dashboard.New(dashboard.Config{Redis: rdb})

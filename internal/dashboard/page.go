@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/wxacode/wxacode/campaign"
 	"github.com/wxacode/wxacode/wechat"
 )
 
@@ -32,7 +33,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 // pageData is what page.html renders.
 type pageData struct {
 	Title     string
-	Campaigns []CampaignStatus
+	Campaigns []campaign.Status
 	// Single is true on a campaign's own page.
 	Single   bool
 	NotFound string

@@ -28,36 +28,36 @@ func TestWorkerCounts(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewPedanticRegistry()
 	w := metrics.NewWorker(reg)
-	w.Called("wxa1", 31250*time.Microsecond, 0)
-	w.Called("wxa1", 250*time.Millisecond, 0)
-	w.Called("wxa1", 46875*time.Microsecond, 45009)
-	w.Called("wxa1", 46875*time.Microsecond, 45011)
-	w.Called("wxa2", 3*time.Second, -2)
-	w.Called("wxa2", 15625*time.Microsecond, -1)
-	w.Waited("wxa1", 1500*time.Millisecond)
-	w.Waited("wxa1", 500*time.Millisecond)
+	w.Called("wx00000000000000a1", 31250*time.Microsecond, 0)
+	w.Called("wx00000000000000a1", 250*time.Millisecond, 0)
+	w.Called("wx00000000000000a1", 46875*time.Microsecond, 45009)
+	w.Called("wx00000000000000a1", 46875*time.Microsecond, 45011)
+	w.Called("wx00000000000000a2", 3*time.Second, -2)
+	w.Called("wx00000000000000a2", 15625*time.Microsecond, -1)
+	w.Waited("wx00000000000000a1", 1500*time.Millisecond)
+	w.Waited("wx00000000000000a1", 500*time.Millisecond)
 	w.Stored("spring")
 	w.Stored("spring")
 	w.Stored("autumn")
 	w.Failed("spring", 40097)
 	w.Failed("spring", 40097)
 	w.Failed("spring", 0)
-	w.TokenRefreshed("wxa1")
+	w.TokenRefreshed("wx00000000000000a1")
 
 	want := `
 # HELP wxacode_calls_total Calls of WeChat interface B by app and errcode (0: an image; -2: a transport or HTTP error).
 # TYPE wxacode_calls_total counter
-wxacode_calls_total{app="wxa1",errcode="0"} 2
-wxacode_calls_total{app="wxa1",errcode="45009"} 1
-wxacode_calls_total{app="wxa1",errcode="45011"} 1
-wxacode_calls_total{app="wxa2",errcode="-1"} 1
-wxacode_calls_total{app="wxa2",errcode="-2"} 1
+wxacode_calls_total{app="wx00000000000000a1",errcode="0"} 2
+wxacode_calls_total{app="wx00000000000000a1",errcode="45009"} 1
+wxacode_calls_total{app="wx00000000000000a1",errcode="45011"} 1
+wxacode_calls_total{app="wx00000000000000a2",errcode="-1"} 1
+wxacode_calls_total{app="wx00000000000000a2",errcode="-2"} 1
 # HELP wxacode_rate_limited_total Calls WeChat answered with a minute limit (45009 or 45011).
 # TYPE wxacode_rate_limited_total counter
-wxacode_rate_limited_total{app="wxa1"} 2
+wxacode_rate_limited_total{app="wx00000000000000a1"} 2
 # HELP wxacode_ceiling_wait_seconds_total Time spent waiting for a slot under the app's fleet-wide ceiling.
 # TYPE wxacode_ceiling_wait_seconds_total counter
-wxacode_ceiling_wait_seconds_total{app="wxa1"} 2
+wxacode_ceiling_wait_seconds_total{app="wx00000000000000a1"} 2
 # HELP wxacode_codes_stored_total Scenes whose code was stored, by campaign.
 # TYPE wxacode_codes_stored_total counter
 wxacode_codes_stored_total{campaign="autumn"} 1
@@ -68,39 +68,39 @@ wxacode_codes_failed_total{campaign="spring",errcode="0"} 1
 wxacode_codes_failed_total{campaign="spring",errcode="40097"} 2
 # HELP wxacode_token_refreshes_total Access tokens fetched from WeChat or the token service, by app.
 # TYPE wxacode_token_refreshes_total counter
-wxacode_token_refreshes_total{app="wxa1"} 1
+wxacode_token_refreshes_total{app="wx00000000000000a1"} 1
 # HELP wxacode_call_duration_seconds Latency of calls of WeChat interface B, whatever their answer.
 # TYPE wxacode_call_duration_seconds histogram
-wxacode_call_duration_seconds_bucket{app="wxa1",le="0.005"} 0
-wxacode_call_duration_seconds_bucket{app="wxa1",le="0.01"} 0
-wxacode_call_duration_seconds_bucket{app="wxa1",le="0.025"} 0
-wxacode_call_duration_seconds_bucket{app="wxa1",le="0.05"} 3
-wxacode_call_duration_seconds_bucket{app="wxa1",le="0.1"} 3
-wxacode_call_duration_seconds_bucket{app="wxa1",le="0.2"} 3
-wxacode_call_duration_seconds_bucket{app="wxa1",le="0.3"} 4
-wxacode_call_duration_seconds_bucket{app="wxa1",le="0.5"} 4
-wxacode_call_duration_seconds_bucket{app="wxa1",le="0.75"} 4
-wxacode_call_duration_seconds_bucket{app="wxa1",le="1"} 4
-wxacode_call_duration_seconds_bucket{app="wxa1",le="2"} 4
-wxacode_call_duration_seconds_bucket{app="wxa1",le="5"} 4
-wxacode_call_duration_seconds_bucket{app="wxa1",le="+Inf"} 4
-wxacode_call_duration_seconds_sum{app="wxa1"} 0.375
-wxacode_call_duration_seconds_count{app="wxa1"} 4
-wxacode_call_duration_seconds_bucket{app="wxa2",le="0.005"} 0
-wxacode_call_duration_seconds_bucket{app="wxa2",le="0.01"} 0
-wxacode_call_duration_seconds_bucket{app="wxa2",le="0.025"} 1
-wxacode_call_duration_seconds_bucket{app="wxa2",le="0.05"} 1
-wxacode_call_duration_seconds_bucket{app="wxa2",le="0.1"} 1
-wxacode_call_duration_seconds_bucket{app="wxa2",le="0.2"} 1
-wxacode_call_duration_seconds_bucket{app="wxa2",le="0.3"} 1
-wxacode_call_duration_seconds_bucket{app="wxa2",le="0.5"} 1
-wxacode_call_duration_seconds_bucket{app="wxa2",le="0.75"} 1
-wxacode_call_duration_seconds_bucket{app="wxa2",le="1"} 1
-wxacode_call_duration_seconds_bucket{app="wxa2",le="2"} 1
-wxacode_call_duration_seconds_bucket{app="wxa2",le="5"} 2
-wxacode_call_duration_seconds_bucket{app="wxa2",le="+Inf"} 2
-wxacode_call_duration_seconds_sum{app="wxa2"} 3.015625
-wxacode_call_duration_seconds_count{app="wxa2"} 2
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.005"} 0
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.01"} 0
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.025"} 0
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.05"} 3
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.1"} 3
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.2"} 3
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.3"} 4
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.5"} 4
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.75"} 4
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="1"} 4
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="2"} 4
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="5"} 4
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="+Inf"} 4
+wxacode_call_duration_seconds_sum{app="wx00000000000000a1"} 0.375
+wxacode_call_duration_seconds_count{app="wx00000000000000a1"} 4
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.005"} 0
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.01"} 0
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.025"} 1
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.05"} 1
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.1"} 1
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.2"} 1
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.3"} 1
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.5"} 1
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.75"} 1
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="1"} 1
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="2"} 1
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="5"} 2
+wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="+Inf"} 2
+wxacode_call_duration_seconds_sum{app="wx00000000000000a2"} 3.015625
+wxacode_call_duration_seconds_count{app="wx00000000000000a2"} 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"wxacode_calls_total", "wxacode_rate_limited_total", "wxacode_ceiling_wait_seconds_total",
@@ -130,11 +130,11 @@ func fleet(t *testing.T, rdb redis.UniversalClient) *campaign.Store {
 		}
 		return out
 	}
-	spring, err := p.Enqueue(ctx, campaign.Campaign{Name: "spring", AppID: "wxa1", Queue: campaign.QueueDefault, Options: wechat.CodeOptions{Page: "pages/index"}}, scenes(25))
+	spring, err := p.Enqueue(ctx, producer.Spec{Name: "spring", AppID: "wx00000000000000a1", Priority: "default", Options: wechat.CodeOptions{Page: "pages/index"}}, scenes(25))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Enqueue(ctx, campaign.Campaign{Name: "urgent", AppID: "wxa2", Queue: campaign.QueueHigh, Options: wechat.CodeOptions{Page: "pages/index"}}, scenes(4)); err != nil {
+	if _, err := p.Enqueue(ctx, producer.Spec{Name: "urgent", AppID: "wx00000000000000a2", Priority: "high", Options: wechat.CodeOptions{Page: "pages/index"}}, scenes(4)); err != nil {
 		t.Fatal(err)
 	}
 	res := campaign.Result{ContentType: "image/png", Size: 100, SHA256: strings.Repeat("ab", 32)}
@@ -162,12 +162,12 @@ func TestFleetCollector(t *testing.T) {
 	want := `
 # HELP wxacode_campaign_scenes Scenes of a campaign by status: succeeded, failed or pending.
 # TYPE wxacode_campaign_scenes gauge
-wxacode_campaign_scenes{appid="wxa1",campaign="spring",status="failed"} 2
-wxacode_campaign_scenes{appid="wxa1",campaign="spring",status="pending"} 18
-wxacode_campaign_scenes{appid="wxa1",campaign="spring",status="succeeded"} 5
-wxacode_campaign_scenes{appid="wxa2",campaign="urgent",status="failed"} 0
-wxacode_campaign_scenes{appid="wxa2",campaign="urgent",status="pending"} 4
-wxacode_campaign_scenes{appid="wxa2",campaign="urgent",status="succeeded"} 0
+wxacode_campaign_scenes{appid="wx00000000000000a1",campaign="spring",status="failed"} 2
+wxacode_campaign_scenes{appid="wx00000000000000a1",campaign="spring",status="pending"} 18
+wxacode_campaign_scenes{appid="wx00000000000000a1",campaign="spring",status="succeeded"} 5
+wxacode_campaign_scenes{appid="wx00000000000000a2",campaign="urgent",status="failed"} 0
+wxacode_campaign_scenes{appid="wx00000000000000a2",campaign="urgent",status="pending"} 4
+wxacode_campaign_scenes{appid="wx00000000000000a2",campaign="urgent",status="succeeded"} 0
 # HELP wxacode_campaign_total Distinct scenes of a campaign.
 # TYPE wxacode_campaign_total gauge
 wxacode_campaign_total{campaign="spring"} 25
@@ -220,8 +220,8 @@ wxacode_scrape_error{source="queues"} 0
 	}
 	body := scrape(t, metrics.Handler(reg))
 	for _, line := range []string{
-		`wxacode_campaign_scenes{appid="wxa2",campaign="urgent",status="succeeded"} 1`,
-		`wxacode_campaign_scenes{appid="wxa2",campaign="urgent",status="pending"} 3`,
+		`wxacode_campaign_scenes{appid="wx00000000000000a2",campaign="urgent",status="succeeded"} 1`,
+		`wxacode_campaign_scenes{appid="wx00000000000000a2",campaign="urgent",status="pending"} 3`,
 	} {
 		if !strings.Contains(body, line+"\n") {
 			t.Errorf("scrape lacks %q:\n%s", line, body)

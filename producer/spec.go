@@ -1,0 +1,60 @@
+package producer
+
+import (
+	"errors"
+
+	"github.com/wxacode/wxacode/campaign"
+	"github.com/wxacode/wxacode/wechat"
+)
+
+// Spec is what a producer asks for: everything of a campaign but its
+// scenes. Two creates of one name are the same campaign when their specs
+// and scenes are equal.
+type Spec struct {
+	// Name names the campaign: 1 to 64 of A-Z a-z 0-9 . _ -, starting
+	// with a letter or digit; part of every object key.
+	Name string
+	// AppID is the Mini Program: wx and 16 hex digits.
+	AppID string
+	// Options are the code settings every scene shares.
+	Options wechat.CodeOptions
+	// Priority is high, default ("" too) or low: workers serve the queues
+	// 6:3:1.
+	Priority string
+	// KeyPrefix is the storage prefix before each object key, as
+	// storage.KeyPrefix finds it in STORAGE_URL; recorded for export.
+	KeyPrefix string
+}
+
+// FieldError is a bad field of a Spec or of a request: Field is the
+// field's JSON name (campaign, appid, page, width, env_version,
+// line_color, priority, scenes), so the command line can name its flag
+// and the API its field.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Validate reports the first bad field as a *FieldError.
+func (s Spec) Validate() error {
+	if err := campaign.ValidateName(s.Name); err != nil {
+		return &FieldError{"campaign", err}
+	}
+	if err := wechat.ValidateAppID(s.AppID); err != nil {
+		return &FieldError{"appid", err}
+	}
+	if err := s.Options.Validate(); err != nil {
+		var fe *wechat.FieldError
+		if errors.As(err, &fe) {
+			return &FieldError{fe.Field, fe.Err}
+		}
+		return &FieldError{"options", err}
+	}
+	if _, err := campaign.QueueFor(s.Priority); err != nil {
+		return &FieldError{"priority", err}
+	}
+	return nil
+}
