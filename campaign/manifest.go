@@ -27,9 +27,10 @@ type Blobs interface {
 	GetBlob(ctx context.Context, name string) ([]byte, error)
 }
 
-// ManifestRows is the number of scenes in one manifest part: about 4 MB
+// manifestRows is the number of scenes in one manifest part: about 4 MB
 // of gzip'd JSON lines, so neither writing nor reading a part holds more.
-const ManifestRows = 50_000
+// A variable for tests.
+var manifestRows = 50_000
 
 // ManifestName is the store name of a campaign's manifest part, such as
 // spring/manifest-00000.gz: gzip'd JSON lines of ExportRow, in scene
@@ -197,7 +198,7 @@ func (s *Store) writeManifest(ctx context.Context, c Campaign, blobs Blobs) (int
 		if err := enc.Encode(exportRow(c, r)); err != nil {
 			return err
 		}
-		if rows++; rows == ManifestRows {
+		if rows++; rows == manifestRows {
 			return flush()
 		}
 		return nil

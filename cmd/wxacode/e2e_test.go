@@ -518,7 +518,7 @@ func TestPermanentFailureThenRetry(t *testing.T) {
 	<-sim.done
 	startSimulator(t, addr, "--pages", "pages/other/index,pages/new/index", "--rate", "6000/1m")
 	stdout, stderr, code := run(t, env, "", "retry", "unpublished")
-	if code != 0 || !strings.Contains(stdout, "60 failed scenes back to pending") {
+	if code != 0 || !strings.Contains(stdout, "60 failed scenes turn back to pending") {
 		t.Fatalf("retry exit %d: %s %s", code, stdout, stderr)
 	}
 	s = waitFor(t, env, "unpublished", time.Minute, func(s statusOut) bool { return s.Done })

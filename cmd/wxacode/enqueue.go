@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
@@ -112,7 +113,7 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	spec := producer.Spec{Name: o.campaign, AppID: o.appid, Options: opts, Priority: o.priority, KeyPrefix: prefix}
 	var fe *producer.FieldError
 	if err := spec.Validate(); errors.As(err, &fe) {
-		return usagef("%s: %v", specFlags[fe.Field], fe.Err)
+		return usagef("%s", fieldMessage(fe))
 	}
 	queue, _ := campaign.QueueFor(o.priority)
 	lim, err := limiter.ParseLimit(o.rate)
@@ -207,4 +208,17 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	fmt.Fprintf(a.stdout, "campaign %s %s: %d scenes (%d duplicates dropped), %d batches (%d new, %d already queued) on queue %s; ETA at the ceiling %s: %s\n",
 		o.campaign, verb, sum.Campaign.Total, sc.Duplicates, sum.Campaign.Batches, sum.Enqueued, sum.AlreadyQueued, queue, lim, formatETA(eta))
 	return nil
+}
+
+// fieldMessage names the flag of a bad field: "width 279: …" becomes
+// "--width 279: …".
+func fieldMessage(fe *producer.FieldError) string {
+	flag, msg := specFlags[fe.Field], fe.Err.Error()
+	if rest, ok := strings.CutPrefix(msg, strings.ReplaceAll(fe.Field, "_", "")); ok && strings.HasPrefix(rest, " ") {
+		return flag + rest
+	}
+	if rest, ok := strings.CutPrefix(msg, fe.Field); ok && strings.HasPrefix(rest, " ") {
+		return flag + rest
+	}
+	return flag + ": " + msg
 }

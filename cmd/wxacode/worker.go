@@ -185,6 +185,7 @@ func (a *app) runWorker(ctx context.Context, o *workerOptions) error {
 		Limiter:   lim,
 		Apps:      map[string]worker.Codes{o.appid: codes},
 		Store:     store,
+		Blobs:     store,
 		Parallel:  o.parallel,
 		Metrics:   observer,
 		Logger:    log,
