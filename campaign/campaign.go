@@ -12,8 +12,6 @@
 //   - res:B, a string per batch of fixed-width records (content type, size,
 //     sha256) written as scenes succeed, for export;
 //   - errors, a hash from scene index to "errcode<TAB>message";
-//   - gen, a hash from batch to the retry run whose reset the batch has
-//     applied (see Store.PrepareBatch);
 //   - lock:B, a short lease held by the one worker running batch B.
 //
 // When a campaign is done, its per-scene results move into a manifest in

@@ -95,74 +95,55 @@ func (s *Store) Cancel(ctx context.Context, name string) (Status, error) {
 	return s.Status(ctx, name)
 }
 
-// beginRetryScript starts a retry run: KEYS meta; ARGV the manifest parts
-// the caller put back into Redis (0: none). It refuses a campaign whose
-// scenes are not all written; otherwise it drops the manifest pointer when
-// the caller restored those parts, counts a new retry run and makes the
-// campaign active. Reply: the run's number, -1 missing, -2 not written.
+// beginRetryScript starts a retry run: KEYS meta, fail, errors; ARGV the
+// manifest parts the caller put back into Redis (0: none). It refuses a
+// campaign whose scenes are not all written; otherwise, in one step, it
+// drops the manifest pointer when the caller restored those parts, turns
+// every failed scene back to pending, counts a new retry run and makes the
+// campaign active. Reply: {run, scenes reset}; {-1} missing, {-2} not
+// written.
 var beginRetryScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if redis.call('HGET', KEYS[1], 'written') ~= '1' then return -2 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
+if redis.call('HGET', KEYS[1], 'written') ~= '1' then return {-2, 0} end
 if ARGV[1] ~= '0' and redis.call('HGET', KEYS[1], 'manifest') == ARGV[1] then
   redis.call('HDEL', KEYS[1], 'manifest')
 end
-redis.call('HSET', KEYS[1], 'state', 'active')
-return redis.call('HINCRBY', KEYS[1], 'retries', 1)
-`)
-
-// BeginRetry starts a retry run of a campaign and returns its number. From
-// then on each batch, when a worker next runs it, turns its failed scenes
-// back to pending once (PrepareBatch); a cancelled campaign is active
-// again. restored is the number of manifest parts the caller has put back
-// into Redis (Restore), 0 when the campaign had none.
-func (s *Store) BeginRetry(ctx context.Context, name string, restored int) (int, error) {
-	n, err := beginRetryScript.Run(ctx, s.rdb, []string{s.key(name, "meta")}, restored).Int()
-	if err != nil {
-		return 0, fmt.Errorf("retry %s: %w", name, err)
-	}
-	switch n {
-	case -1:
-		return 0, fmt.Errorf("campaign %s: %w", name, ErrNotFound)
-	case -2:
-		return 0, fmt.Errorf("retry %s: %w", name, ErrIncomplete)
-	}
-	return n, nil
-}
-
-// prepareScript applies the latest retry run to one batch, once: KEYS
-// meta, fail, errors, gen; ARGV batch, first index, end index. When the
-// batch has not applied the campaign's latest retry run, its failed scenes
-// go back to pending. Reply: the scenes turned back.
-var prepareScript = redis.NewScript(`
-local want = tonumber(redis.call('HGET', KEYS[1], 'retries') or '0')
-local have = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
-if have >= want then return 0 end
 local n = 0
-for i = tonumber(ARGV[2]), tonumber(ARGV[3]) - 1 do
-  if redis.call('GETBIT', KEYS[2], i) == 1 then
-    redis.call('SETBIT', KEYS[2], i, 0)
-    redis.call('HDEL', KEYS[3], i)
-    n = n + 1
-  end
+for _, f in ipairs(redis.call('HKEYS', KEYS[3])) do
+  if redis.call('SETBIT', KEYS[2], tonumber(f), 0) == 1 then n = n + 1 end
 end
+redis.call('DEL', KEYS[3])
 if n > 0 then redis.call('HINCRBY', KEYS[1], 'failed', -n) end
-redis.call('HSET', KEYS[4], ARGV[1], want)
-return n
+redis.call('HSET', KEYS[1], 'state', 'active')
+return {redis.call('HINCRBY', KEYS[1], 'retries', 1), n}
 `)
 
-// PrepareBatch is called by the worker that runs a batch, before it reads
-// the batch's statuses: if a retry run began since the batch last ran, the
-// batch's failed scenes go back to pending. Resetting inside the batch's
-// run, after the retry has enqueued it, means that no crash of a retry can
-// leave reset scenes without a task. It returns the scenes turned back.
-func (s *Store) PrepareBatch(ctx context.Context, c Campaign, batch int) (int, error) {
-	from, to := c.BatchRange(batch)
-	keys := []string{s.key(c.Name, "meta"), s.key(c.Name, "fail"), s.key(c.Name, "errors"), s.key(c.Name, "gen")}
-	n, err := prepareScript.Run(ctx, s.rdb, keys, batch, from, to).Int()
+// BeginRetry starts a retry run of a campaign: in one step every failed
+// scene turns back to pending, a cancelled campaign becomes active and the
+// run is counted. It returns the run's number and the scenes reset.
+// restored is the number of manifest parts the caller put back into Redis
+// (Restore), 0 when the campaign had none.
+//
+// The caller then enqueues every batch with a pending scene and no live
+// task; a retry that dies before it has leaves pending scenes that the
+// next retry finds, and a batch whose task is running when its scenes are
+// reset runs them before it ends (the worker looks again).
+func (s *Store) BeginRetry(ctx context.Context, name string, restored int) (run int, reset int64, err error) {
+	keys := []string{s.key(name, "meta"), s.key(name, "fail"), s.key(name, "errors")}
+	res, err := beginRetryScript.Run(ctx, s.rdb, keys, restored).Int64Slice()
 	if err != nil {
-		return 0, fmt.Errorf("prepare %s batch %d: %w", c.Name, batch, err)
+		return 0, 0, fmt.Errorf("retry %s: %w", name, err)
 	}
-	return n, nil
+	if len(res) != 2 {
+		return 0, 0, fmt.Errorf("retry %s: script reply %v", name, res)
+	}
+	switch res[0] {
+	case -1:
+		return 0, 0, fmt.Errorf("campaign %s: %w", name, ErrNotFound)
+	case -2:
+		return 0, 0, fmt.Errorf("retry %s: %w", name, ErrIncomplete)
+	}
+	return int(res[0]), res[1], nil
 }
 
 // UnfinishedBatches returns the batches that hold a scene not succeeded

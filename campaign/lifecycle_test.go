@@ -95,8 +95,8 @@ func TestCancelSticks(t *testing.T) {
 	if err != nil || created || c.State != StateCancelled {
 		t.Fatalf("Create again = %+v, %v, %v", c, created, err)
 	}
-	if n, err := s.BeginRetry(ctx, "c", 0); err != nil || n != 1 {
-		t.Fatalf("BeginRetry = %d, %v", n, err)
+	if n, reset, err := s.BeginRetry(ctx, "c", 0); err != nil || n != 1 || reset != 0 {
+		t.Fatalf("BeginRetry = %d, %d, %v", n, reset, err)
 	}
 	if st, _ := s.State(ctx, "c"); st != StateActive {
 		t.Fatalf("after retry: %s, want active", st)
@@ -118,7 +118,7 @@ func TestRetryRefusesAnUnwrittenCampaign(t *testing.T) {
 	if err := r.Client.HDel(ctx, s.key("half", "meta"), "written").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.BeginRetry(ctx, "half", 0); !errors.Is(err, ErrIncomplete) {
+	if _, _, err := s.BeginRetry(ctx, "half", 0); !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("BeginRetry = %v, want ErrIncomplete", err)
 	}
 	again, _, err := s.Create(ctx, spec("half", 10), scenes(30))
@@ -237,32 +237,35 @@ func TestArchiveMovesResultsToTheManifest(t *testing.T) {
 		t.Fatalf("second Archive = %v, %v; want nothing to do", ok, err)
 	}
 
-	// A retry reads the rows back; the failed scenes turn pending as their
-	// batches run, and the campaign cannot be archived until they end.
+	// A retry reads the rows back and turns the failed scenes pending, in
+	// one step with dropping the manifest.
 	restored, err := s.Restore(ctx, got, blobs)
 	if err != nil || restored != 2 {
 		t.Fatalf("Restore = %d, %v", restored, err)
-	}
-	run, err := s.BeginRetry(ctx, "Done.1", restored)
-	if err != nil || run != 1 {
-		t.Fatalf("BeginRetry = %d, %v", run, err)
-	}
-	got, _ = s.Get(ctx, "Done.1")
-	if got.Manifest != 0 || !got.Done() {
-		t.Fatalf("after restore %+v", got)
-	}
-	if ok, err := s.Archive(ctx, "Done.1", blobs); err != nil || ok {
-		t.Fatalf("Archive under retry = %v, %v; want refused", ok, err)
-	}
-	if diff := cmp.Diff(before, exportAll(t, s, "Done.1", nil)); diff != "" {
-		t.Fatalf("export after restore (-before +after):\n%s", diff)
 	}
 	sc, err := s.BatchScenes(ctx, "Done.1", 1)
 	if err != nil || strings.Join(sc, ",") != strings.Join(scenes(80)[40:], ",") {
 		t.Fatalf("restored batch 1: %v, %v", sc, err)
 	}
-	if n, err := s.PrepareBatch(ctx, got, 0); err != nil || n != 6 {
-		t.Fatalf("PrepareBatch(0) = %d, %v; want 6 failed scenes back to pending", n, err)
+	run, reset, err := s.BeginRetry(ctx, "Done.1", restored)
+	if err != nil || run != 1 || reset != 61 {
+		t.Fatalf("BeginRetry = %d, %d, %v", run, reset, err)
+	}
+	got, _ = s.Get(ctx, "Done.1")
+	if got.Manifest != 0 || got.Done() || got.Failed != 0 || got.Pending() != 61 {
+		t.Fatalf("after restore %+v", got)
+	}
+	if ok, err := s.Archive(ctx, "Done.1", blobs); err != nil || ok {
+		t.Fatalf("Archive under retry = %v, %v; want refused", ok, err)
+	}
+	for i, r := range exportAll(t, s, "Done.1", nil) {
+		want := before[i]
+		if want.Status == Failed {
+			want = ExportRow{Scene: want.Scene, Status: Pending}
+		}
+		if diff := cmp.Diff(want, r); diff != "" {
+			t.Fatalf("row %d after restore (-want +got):\n%s", i, diff)
+		}
 	}
 }
 

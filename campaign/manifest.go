@@ -98,31 +98,18 @@ func readManifest(ctx context.Context, c Campaign, blobs Blobs, fn func(int64, E
 
 // archiveScript checks that a campaign may be archived and, with ARGV[1]
 // "commit", records its manifest and drops the per-scene strings: KEYS
-// meta, errors, gen, then the keys to drop; ARGV mode, the retries seen
-// when the manifest was written, the manifest's parts. A campaign may be
-// archived when it is written, not yet archived, done, and every batch
-// holding a failed scene has applied the latest retry run (else a retry is
-// under way and those scenes are about to be pending again).
+// meta, then the keys to drop; ARGV mode, the retries seen when the
+// manifest was written, the manifest's parts. A campaign may be archived
+// when it is written, not yet archived and done; the commit also needs no
+// retry to have begun since the manifest was written.
 var archiveScript = redis.NewScript(`
-local m = redis.call('HMGET', KEYS[1], 'total', 'succeeded', 'failed', 'retries', 'manifest', 'written', 'batch_size')
+local m = redis.call('HMGET', KEYS[1], 'total', 'succeeded', 'failed', 'retries', 'manifest', 'written')
 if m[6] ~= '1' or m[5] then return 0 end
 if tonumber(m[2]) + tonumber(m[3]) < tonumber(m[1]) then return 0 end
-if ARGV[1] == 'commit' and m[4] ~= ARGV[2] then return 0 end
-local want = tonumber(m[4] or '0')
-if want > 0 then
-  local bs = tonumber(m[7])
-  local seen = {}
-  for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do
-    local b = math.floor(tonumber(f) / bs)
-    if not seen[b] then
-      seen[b] = true
-      if tonumber(redis.call('HGET', KEYS[3], tostring(b)) or '0') < want then return 0 end
-    end
-  end
-end
 if ARGV[1] ~= 'commit' then return 1 end
+if m[4] ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'manifest', ARGV[3])
-for i = 4, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1
 `)
 
@@ -131,14 +118,14 @@ return 1
 // only if nothing changed meanwhile, records the manifest and drops the
 // scenes and result records from Redis. Counters, bitmaps and failures
 // stay. It reports whether it archived the campaign; a campaign not yet
-// done, already archived, under retry or being archived by another
+// done, already archived, retried meanwhile or being archived by another
 // worker is left as it is.
 func (s *Store) Archive(ctx context.Context, name string, blobs Blobs) (bool, error) {
 	c, err := s.Get(ctx, name)
 	if err != nil {
 		return false, err
 	}
-	head := []string{s.key(name, "meta"), s.key(name, "errors"), s.key(name, "gen")}
+	head := []string{s.key(name, "meta")}
 	ok, err := archiveScript.Run(ctx, s.rdb, head, "check").Int()
 	if err != nil || ok == 0 {
 		return false, err

@@ -150,16 +150,9 @@ func TestMarkAndExport(t *testing.T) {
 	if diff := cmp.Diff([]int{0, 1, 2}, batches); diff != "" {
 		t.Fatalf("unfinished batches (-want +got):\n%s", diff)
 	}
-	retry, err := s.BeginRetry(ctx, "autumn", 0)
-	if err != nil || retry != 1 {
-		t.Fatalf("BeginRetry = %d, %v", retry, err)
-	}
-	// The failed scene turns back to pending when its batch runs, once.
-	if n, err := s.PrepareBatch(ctx, c, 1); err != nil || n != 1 {
-		t.Fatalf("PrepareBatch = %d, %v; want 1 scene reset", n, err)
-	}
-	if n, err := s.PrepareBatch(ctx, c, 1); err != nil || n != 0 {
-		t.Fatalf("PrepareBatch again = %d, %v; want nothing reset", n, err)
+	retry, reset, err := s.BeginRetry(ctx, "autumn", 0)
+	if err != nil || retry != 1 || reset != 1 {
+		t.Fatalf("BeginRetry = %d, %d, %v", retry, reset, err)
 	}
 	got, _ = s.Get(ctx, "autumn")
 	if got.Failed != 0 || got.Pending() != 7 || got.State != StateActive {

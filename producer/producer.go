@@ -174,10 +174,12 @@ func (p *Producer) Enqueue(ctx context.Context, spec Spec, scenes []string) (Sum
 type RetrySummary struct {
 	// Run is the retry run's number; 0 when there was nothing to retry.
 	Run int
-	// Batches counts the batches that hold a scene not succeeded.
+	// Reset counts the failed scenes turned back to pending.
+	Reset int64
+	// Batches counts the batches that hold a pending scene.
 	Batches int
 	// Enqueued counts the tasks this call enqueued; Live those batches
-	// that had a live task already (it resets them when it runs).
+	// that had a live task already, which runs their scenes.
 	Enqueued, Live int
 	// Restored is true when the campaign's rows were read back from its
 	// manifest.
@@ -186,14 +188,16 @@ type RetrySummary struct {
 	Status campaign.Status
 }
 
-// Retry reconciles a campaign with its queue and resumes it: every batch
-// that holds a pending or failed scene and has no live task (pending,
-// scheduled, retry or active) is enqueued again, and a cancelled campaign
-// becomes active. Failed scenes turn back to pending inside each batch's
-// next run (campaign.Store.PrepareBatch), after its task is enqueued, so a
-// retry killed halfway or two at once strand nothing: running it again
-// always finishes the job. A finished campaign whose rows moved to its
-// manifest is read back first.
+// Retry reconciles a campaign with its queue and resumes it: its failed
+// scenes turn back to pending and a cancelled campaign becomes active (one
+// step, campaign.Store.BeginRetry), then every batch that holds a pending
+// scene and has no live task (pending, scheduled, retry or active) is
+// enqueued again: tasks deleted in the dashboard, archived, lost with
+// Redis, or skipped while the campaign was cancelled. A retry killed
+// halfway leaves pending scenes that the next finds, and two at once
+// enqueue a batch at most twice, whose runs never overlap (the batch
+// lease): running it again always finishes the job. A finished campaign
+// whose rows moved to its manifest is read back first.
 func (p *Producer) Retry(ctx context.Context, name string) (RetrySummary, error) {
 	var sum RetrySummary
 	if p.cfg.Tasks == nil {
@@ -210,24 +214,20 @@ func (p *Producer) Retry(ctx context.Context, name string) (RetrySummary, error)
 	if err != nil {
 		return sum, err
 	}
-	sum.Batches = len(batches)
-	if len(batches) == 0 {
-		if c.State == campaign.StateCancelled {
-			if _, err := p.store.BeginRetry(ctx, name, 0); err != nil {
+	if len(batches) > 0 || c.State == campaign.StateCancelled {
+		restored := 0
+		if len(batches) > 0 {
+			if restored, err = p.store.Restore(ctx, c, p.cfg.Blobs); err != nil {
 				return sum, err
 			}
 		}
-		sum.Status, err = p.store.Status(ctx, name)
-		return sum, err
+		sum.Restored = restored > 0
+		if sum.Run, sum.Reset, err = p.store.BeginRetry(ctx, name, restored); err != nil {
+			return sum, err
+		}
+		c.Retries = sum.Run
 	}
-	restored, err := p.store.Restore(ctx, c, p.cfg.Blobs)
-	if err != nil {
-		return sum, err
-	}
-	sum.Restored = restored > 0
-	if sum.Run, err = p.store.BeginRetry(ctx, name, restored); err != nil {
-		return sum, err
-	}
+	sum.Batches = len(batches)
 	var todo []campaign.BatchTask
 	for _, b := range batches {
 		live, err := p.liveTask(c, b)
@@ -249,7 +249,7 @@ func (p *Producer) Retry(ctx context.Context, name string) (RetrySummary, error)
 }
 
 // liveTask reports whether a batch has a task that will still run: one
-// of the IDs of the enqueue and of every retry run so far, pending,
+// of the IDs of the enqueue and of every retry run until c.Retries, pending,
 // scheduled, waiting to retry or running.
 func (p *Producer) liveTask(c campaign.Campaign, batch int) (bool, error) {
 	for run := c.Retries; run >= 0; run-- {

@@ -168,9 +168,9 @@ func TestRetryEnqueuesFailedBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Both batches still have their enqueue's task pending: nothing to
-	// enqueue, and each resets its failed scenes when it runs.
+	// enqueue, the failed scene is pending again.
 	rs, err := p.Retry(ctx, "r")
-	if err != nil || rs.Run != 1 || rs.Batches != 2 || rs.Enqueued != 0 || rs.Live != 2 {
+	if err != nil || rs.Run != 1 || rs.Reset != 1 || rs.Batches != 2 || rs.Enqueued != 0 || rs.Live != 2 || rs.Status.Pending != 6 {
 		t.Fatalf("Retry = %+v, %v", rs, err)
 	}
 	// A batch task deleted (as in the dashboard) is enqueued again.

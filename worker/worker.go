@@ -271,35 +271,17 @@ type batchRun struct {
 	lastErr                            error
 }
 
+// maxPasses bounds the passes of one batch run: a pass runs the batch's
+// pending scenes, and the run looks again after it in case a retry turned
+// failed scenes back to pending meanwhile.
+const maxPasses = 4
+
 func (r *batchRun) run(ctx context.Context) error {
 	start := time.Now()
 	ranBefore, err := r.h.cfg.Campaigns.MarkBatchStarted(ctx, r.c.Name, r.batch)
 	if err != nil {
 		return err
 	}
-	reset, err := r.h.cfg.Campaigns.PrepareBatch(ctx, r.c, r.batch)
-	if err != nil {
-		return err
-	}
-	if reset > 0 {
-		r.log.Info().Int("reset", reset).Msg("retry: failed scenes back to pending")
-	}
-	status, err := r.h.cfg.Campaigns.BatchStatus(ctx, r.c, r.batch)
-	if err != nil {
-		return err
-	}
-	if countPending(status) == 0 {
-		r.log.Debug().Msg("batch has no pending scene")
-		return nil
-	}
-	scenes, err := r.h.cfg.Campaigns.BatchScenes(ctx, r.c.Name, r.batch)
-	if err != nil {
-		return err
-	}
-	if len(scenes) != len(status) {
-		return fmt.Errorf("batch %d of %s holds %d scenes, expected %d: %w", r.batch, r.c.Name, len(scenes), len(status), asynq.SkipRetry)
-	}
-	from, _ := r.c.BatchRange(r.batch)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -316,35 +298,28 @@ func (r *batchRun) run(ctx context.Context) error {
 		defer watch.Done()
 		r.watch(ctx, halt)
 	}()
+	defer watch.Wait()
+	defer cancel()
 
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for range min(r.h.cfg.Parallel, len(scenes)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				r.scene(ctx, waitCtx, stop, from+int64(i), scenes[i], ranBefore)
+	var scenes []string
+	for pass := 0; pass < maxPasses && r.pending == 0; pass++ {
+		status, err := r.h.cfg.Campaigns.BatchStatus(ctx, r.c, r.batch)
+		if err != nil {
+			return err
+		}
+		if countPending(status) == 0 {
+			break
+		}
+		if scenes == nil {
+			if scenes, err = r.h.cfg.Campaigns.BatchScenes(ctx, r.c.Name, r.batch); err != nil {
+				return err
 			}
-		}()
-	}
-feed:
-	for i, st := range status {
-		if st != campaign.Pending {
-			r.skipped++
-			continue
+			if len(scenes) != len(status) {
+				return fmt.Errorf("batch %d of %s holds %d scenes, expected %d: %w", r.batch, r.c.Name, len(scenes), len(status), asynq.SkipRetry)
+			}
 		}
-		select {
-		case jobs <- i:
-		case <-stop:
-			r.mu.Lock()
-			r.pending += countPending(status[i:])
-			r.mu.Unlock()
-			break feed
-		}
+		r.pass(ctx, waitCtx, stop, scenes, status, ranBefore || pass > 0, pass == 0)
 	}
-	close(jobs)
-	wg.Wait()
 	cancel()
 	watch.Wait()
 
@@ -367,6 +342,42 @@ feed:
 		return nil
 	}
 	return fmt.Errorf("%w: %d pending, last error: %w", ErrHandedBack, r.pending, r.lastErr)
+}
+
+// pass takes every pending scene of the batch to its end, or leaves it
+// pending when the run halts.
+func (r *batchRun) pass(ctx, waitCtx context.Context, stop <-chan struct{}, scenes []string, status []campaign.SceneStatus, ranBefore, first bool) {
+	from, _ := r.c.BatchRange(r.batch)
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range min(r.h.cfg.Parallel, countPending(status)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				r.scene(ctx, waitCtx, stop, from+int64(i), scenes[i], ranBefore)
+			}
+		}()
+	}
+feed:
+	for i, st := range status {
+		if st != campaign.Pending {
+			if first {
+				r.skipped++
+			}
+			continue
+		}
+		select {
+		case jobs <- i:
+		case <-stop:
+			r.mu.Lock()
+			r.pending += countPending(status[i:])
+			r.mu.Unlock()
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
 }
 
 func countPending(st []campaign.SceneStatus) int {

@@ -242,9 +242,8 @@ func retryCommand(a *app) *cobra.Command {
 		Long: `Reconcile a campaign with its queue and resume it: every batch that holds a
 failed or pending scene and has no live task (deleted in the dashboard,
 archived, lost with Redis, skipped while the campaign was cancelled) is
-enqueued again, and a cancelled campaign becomes active. Failed scenes turn
-back to pending when their batch next runs, for example after the page was
-published.
+enqueued again, its failed scenes turn back to pending (for example after
+the page was published), and a cancelled campaign becomes active.
 
 Running it again, or two at once, or after one was killed halfway, is safe
 and always finishes the job. A finished campaign's rows are read back from
@@ -281,8 +280,8 @@ its manifest in --storage first.`,
 				fmt.Fprintf(a.stdout, "campaign %s: nothing to retry (%d succeeded, %d failed, %d pending)\n", args[0], sum.Status.Succeeded, sum.Status.Failed, sum.Status.Pending)
 				return nil
 			}
-			fmt.Fprintf(a.stdout, "campaign %s: retry run %d: %d batches with failed or pending scenes, %d enqueued, %d still queued; %d failed scenes turn back to pending as their batches run\n",
-				args[0], sum.Run, sum.Batches, sum.Enqueued, sum.Live, sum.Status.Failed)
+			fmt.Fprintf(a.stdout, "campaign %s: retry run %d: %d failed scenes back to pending; %d batches with pending scenes: %d enqueued, %d already queued\n",
+				args[0], sum.Run, sum.Reset, sum.Batches, sum.Enqueued, sum.Live)
 			return nil
 		},
 	}
