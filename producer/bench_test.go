@@ -2,8 +2,11 @@ package producer
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 
 	"github.com/wxacode/wxacode/campaign"
 	"github.com/wxacode/wxacode/internal/testenv"
+	"github.com/wxacode/wxacode/storage"
 	"github.com/wxacode/wxacode/wechat"
 )
 
@@ -102,5 +106,125 @@ func benchEnqueue(b *testing.B, n int64, source func() (Scenes, error)) {
 		b.Logf("enqueue of %d scenes: %s wall, Redis used_memory +%.1f MiB, %d batch tasks, status %s", n, wall.Round(time.Millisecond), float64(mem)/(1<<20), sum.Campaign.Batches, status)
 		client.Close()
 		srv.Stop()
+	}
+}
+
+// BenchmarkMillionLifecycle takes a 1,000,000-scene campaign through its
+// life on a real Redis and MinIO: enqueued, every scene recorded (1% as
+// failures), archived into its manifest beside the codes, exported from
+// the manifest, and read back for a retry. It reports Redis memory at
+// each step and the time of archive, export and restore. Run with
+// -benchtime 1x.
+func BenchmarkMillionLifecycle(b *testing.B) {
+	const n = 1_000_000
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		srv := testenv.NewRedisServer(b)
+		r := testenv.NewRedisOn(b, srv, 1)
+		m := testenv.NewMinIO(b)
+		blobs, err := storage.Open(ctx, "s3://"+m.Bucket+"/codes", storage.Options{Getenv: envOf(m.Server.Env())})
+		if err != nil {
+			b.Fatal(err)
+		}
+		client := asynq.NewClientFromRedisClient(r.Client)
+		store := campaign.NewStore(r.Client, "")
+		p, err := New(store, client, Config{Tasks: asynq.NewInspectorFromRedisClient(r.Client), Blobs: blobs})
+		if err != nil {
+			b.Fatal(err)
+		}
+		base := usedMemory(b, r.Client)
+		sc, err := Range("sku%08d", 1, n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sum, err := p.Enqueue(ctx, Spec{Name: "million", AppID: "wx0123456789abcdef", Options: wechat.DefaultCodeOptions(), KeyPrefix: "codes/"}, sc.List)
+		if err != nil {
+			b.Fatal(err)
+		}
+		enqueued := usedMemory(b, r.Client) - base
+		// Drop the asynq tasks, as workers finishing them would (their
+		// records expire with their retention): what stays is the campaign.
+		if _, err := asynq.NewInspectorFromRedisClient(r.Client).DeleteAllPendingTasks(campaign.QueueDefault); err != nil {
+			b.Fatal(err)
+		}
+		c := sum.Campaign
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		next := make(chan int64, 1024)
+		for range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					var err error
+					if i%100 == 7 {
+						_, err = store.MarkFailed(ctx, c, i, 41030, "invalid page rid: 0")
+					} else {
+						_, err = store.MarkSucceeded(ctx, c, i, campaign.Result{ContentType: "image/jpeg", Size: 30_000 + i%1000, SHA256: fmt.Sprintf("%064x", i)})
+					}
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		for i := range int64(n) {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		recordTime := time.Since(t0)
+		done := usedMemory(b, r.Client) - base
+
+		b.ResetTimer()
+		t0 = time.Now()
+		ok, err := store.Archive(ctx, "million", blobs)
+		if err != nil || !ok {
+			b.Fatalf("Archive = %v, %v", ok, err)
+		}
+		archiveTime := time.Since(t0)
+		archived := usedMemory(b, r.Client) - base
+		c, _ = store.Get(ctx, "million")
+
+		t0 = time.Now()
+		rows := 0
+		w, _ := campaign.NewExportWriter(io.Discard, campaign.FormatCSV)
+		if err := store.Export(ctx, c, blobs, func(row campaign.ExportRow) error { rows++; return w.Write(row) }); err != nil || rows != n {
+			b.Fatalf("export: %d rows, %v", rows, err)
+		}
+		exportTime := time.Since(t0)
+
+		t0 = time.Now()
+		rs, err := p.Retry(ctx, "million")
+		if err != nil || !rs.Restored || rs.Reset != n/100 {
+			b.Fatalf("Retry = %+v, %v", rs, err)
+		}
+		retryTime := time.Since(t0)
+		b.StopTimer()
+
+		mib := func(v int64) float64 { return float64(v) / (1 << 20) }
+		b.ReportMetric(mib(enqueued), "enqueued_MiB")
+		b.ReportMetric(mib(done), "done_MiB")
+		b.ReportMetric(mib(archived), "archived_MiB")
+		b.ReportMetric(archiveTime.Seconds(), "archive_s")
+		b.ReportMetric(exportTime.Seconds(), "export_s")
+		b.ReportMetric(retryTime.Seconds(), "retry_s")
+		b.Logf("1,000,000 scenes: Redis %.1f MiB enqueued, %.1f MiB with every scene recorded (%s to record), %.2f MiB archived (manifest in %d parts, archive %s); export from the manifest %s; retry of the finished campaign (read back, %d failed scenes pending, %d batches enqueued) %s",
+			mib(enqueued), mib(done), recordTime.Round(time.Second), mib(archived), c.Manifest, archiveTime.Round(time.Millisecond), exportTime.Round(time.Millisecond), rs.Reset, rs.Enqueued, retryTime.Round(time.Millisecond))
+		client.Close()
+		srv.Stop()
+	}
+}
+
+// envOf turns KEY=VALUE pairs into a getenv.
+func envOf(kv []string) func(string) string {
+	return func(k string) string {
+		for _, e := range kv {
+			if v, ok := strings.CutPrefix(e, k+"="); ok {
+				return v
+			}
+		}
+		return ""
 	}
 }
