@@ -431,9 +431,18 @@ func TestEndToEnd(t *testing.T) {
 		t.Logf("calls: %d; most in any 10s window: %d of 600", len(arrivals), most)
 	}
 	twice := 0
-	for _, n := range paid {
+	for sc, n := range paid {
 		if n > 1 {
 			twice++
+			if twice <= 5 {
+				var at []string
+				for _, c := range calls {
+					if c.API == "getwxacodeunlimit" && c.Scene == sc && c.Errcode == 0 && c.SHA256 != "" {
+						at = append(at, c.Time.Format("15:04:05.000"))
+					}
+				}
+				t.Logf("scene %q paid %d times, at %v", sc, n, at)
+			}
 		}
 	}
 	t.Logf("scenes paid twice: %d of %d", twice, len(scenes))
