@@ -16,6 +16,10 @@ import (
 // again can finish it.
 var ErrIncomplete = errors.New("campaign was not completely enqueued: run the same enqueue again")
 
+// ErrArchived is returned by BeginRetry when the campaign's rows moved to
+// its manifest since the caller read it: Restore them, then begin again.
+var ErrArchived = errors.New("campaign was archived meanwhile: restore it first")
+
 // transitionScript changes a campaign's state if it is one of the states
 // allowed: KEYS meta; ARGV new state, then the states it may come from.
 // It returns {1, old} when it changed the state, {0, old} when the state
@@ -101,11 +105,13 @@ func (s *Store) Cancel(ctx context.Context, name string) (Status, error) {
 // drops the manifest pointer when the caller restored those parts, turns
 // every failed scene back to pending, counts a new retry run and makes the
 // campaign active. Reply: {run, scenes reset}; {-1} missing, {-2} not
-// written.
+// written, {-3} archived and not restored by the caller.
 var beginRetryScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
 if redis.call('HGET', KEYS[1], 'written') ~= '1' then return {-2, 0} end
-if ARGV[1] ~= '0' and redis.call('HGET', KEYS[1], 'manifest') == ARGV[1] then
+local mf = redis.call('HGET', KEYS[1], 'manifest')
+if mf then
+  if mf ~= ARGV[1] then return {-3, 0} end
   redis.call('HDEL', KEYS[1], 'manifest')
 end
 local n = 0
@@ -142,6 +148,8 @@ func (s *Store) BeginRetry(ctx context.Context, name string, restored int) (run 
 		return 0, 0, fmt.Errorf("campaign %s: %w", name, ErrNotFound)
 	case -2:
 		return 0, 0, fmt.Errorf("retry %s: %w", name, ErrIncomplete)
+	case -3:
+		return 0, 0, fmt.Errorf("retry %s: %w", name, ErrArchived)
 	}
 	return int(res[0]), res[1], nil
 }

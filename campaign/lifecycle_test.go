@@ -239,6 +239,9 @@ func TestArchiveMovesResultsToTheManifest(t *testing.T) {
 
 	// A retry reads the rows back and turns the failed scenes pending, in
 	// one step with dropping the manifest.
+	if _, _, err := s.BeginRetry(ctx, "Done.1", 0); !errors.Is(err, ErrArchived) {
+		t.Fatalf("BeginRetry without restoring = %v, want ErrArchived", err)
+	}
 	restored, err := s.Restore(ctx, got, blobs)
 	if err != nil || restored != 2 {
 		t.Fatalf("Restore = %d, %v", restored, err)

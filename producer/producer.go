@@ -203,29 +203,43 @@ func (p *Producer) Retry(ctx context.Context, name string) (RetrySummary, error)
 	if p.cfg.Tasks == nil {
 		return sum, errors.New("retry: producer has no task lookup (Config.Tasks)")
 	}
-	c, err := p.store.Get(ctx, name)
-	if err != nil {
-		return sum, err
-	}
-	if !c.Written {
-		return sum, fmt.Errorf("retry %s: %w", name, campaign.ErrIncomplete)
-	}
-	batches, err := p.store.UnfinishedBatches(ctx, c)
-	if err != nil {
-		return sum, err
-	}
-	if len(batches) > 0 || c.State == campaign.StateCancelled {
+	var (
+		c       campaign.Campaign
+		batches []int
+		err     error
+	)
+	// A worker may archive the campaign between the look and the retry's
+	// first step; BeginRetry refuses then, and the retry looks again.
+	for range 3 {
+		if c, err = p.store.Get(ctx, name); err != nil {
+			return sum, err
+		}
+		if !c.Written {
+			return sum, fmt.Errorf("retry %s: %w", name, campaign.ErrIncomplete)
+		}
+		if batches, err = p.store.UnfinishedBatches(ctx, c); err != nil {
+			return sum, err
+		}
+		if len(batches) == 0 && c.State != campaign.StateCancelled {
+			break
+		}
 		restored := 0
-		if len(batches) > 0 {
-			if restored, err = p.store.Restore(ctx, c, p.cfg.Blobs); err != nil {
-				return sum, err
-			}
+		if restored, err = p.store.Restore(ctx, c, p.cfg.Blobs); err != nil {
+			return sum, err
 		}
 		sum.Restored = restored > 0
-		if sum.Run, sum.Reset, err = p.store.BeginRetry(ctx, name, restored); err != nil {
+		sum.Run, sum.Reset, err = p.store.BeginRetry(ctx, name, restored)
+		if errors.Is(err, campaign.ErrArchived) {
+			continue
+		}
+		if err != nil {
 			return sum, err
 		}
 		c.Retries = sum.Run
+		break
+	}
+	if err != nil {
+		return sum, err
 	}
 	sum.Batches = len(batches)
 	var todo []campaign.BatchTask
