@@ -17,15 +17,9 @@ import (
 	"github.com/wxacode/wxacode/storage"
 )
 
-// Blobs keeps a finished campaign's manifest beside its codes. A
+// Blobs keeps a finished campaign's manifest beside its codes: every
 // storage.Store is one.
-type Blobs interface {
-	// PutBlob stores body under name, replacing what was there.
-	PutBlob(ctx context.Context, name string, body []byte, contentType string) error
-	// GetBlob returns what name holds, or an error wrapping
-	// storage.ErrNotFound.
-	GetBlob(ctx context.Context, name string) ([]byte, error)
-}
+type Blobs = storage.Blobs
 
 // manifestRows is the number of scenes in one manifest part: about 4 MB
 // of gzip'd JSON lines, so neither writing nor reading a part holds more.
