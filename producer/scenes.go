@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -57,7 +58,8 @@ func (e *InvalidError) Error() string {
 const maxLine = 64 << 10
 
 // Read reads one scene per line (LF or CRLF; blank lines skipped) and
-// validates them all. Bad lines come back together as *InvalidError.
+// validates them all; a source of more than MaxScenes distinct scenes is
+// refused. Bad lines come back together as *InvalidError.
 func Read(r io.Reader) (Scenes, error) {
 	var (
 		sc   Scenes
@@ -82,6 +84,8 @@ func Read(r io.Reader) (Scenes, error) {
 				bad = append(bad, LineError{line, verr})
 			} else if _, dup := seen[text]; dup {
 				sc.Duplicates++
+			} else if len(sc.List) == MaxScenes {
+				return Scenes{}, fmt.Errorf("read scenes: line %d: more than %s distinct scenes in one source", line, formatCount(MaxScenes))
 			} else {
 				seen[text] = struct{}{}
 				sc.List = append(sc.List, text)
@@ -126,26 +130,50 @@ func readLine(br *bufio.Reader) (string, error) {
 
 var verbRE = regexp.MustCompile(`%(0?[1-9][0-9]?)?[dx]`)
 
-// Range makes the scenes template % n for every n from from to to,
-// inclusive. The template holds exactly one %d or %x verb, with an optional
-// width such as %08d, and no other %.
-func Range(template string, from, to int64) (Scenes, error) {
+// MaxScenes is the most scenes one source may give: a campaign's status is
+// kept by scene index, and a source past this is far more likely a typo
+// (a --to with three zeros too many) than a print run.
+const MaxScenes = 10_000_000
+
+// checkRange checks a range's template and bounds without making a scene,
+// and returns how many numbers it spans. The arithmetic cannot overflow:
+// from is at least 0 and to at most math.MaxInt64-1, so to-from+1 fits.
+func checkRange(template string, from, to int64) (int64, error) {
 	locs := verbRE.FindAllStringIndex(template, -1)
 	if len(locs) != 1 || strings.Count(template, "%") != 1 {
-		return Scenes{}, fmt.Errorf("--range %q: want exactly one %%d or %%x verb (such as sku%%08d) and no other %%", template)
+		return 0, fmt.Errorf("--range %q: want exactly one %%d or %%x verb (such as sku%%08d) and no other %%", template)
 	}
-	if from < 0 || to < from {
-		return Scenes{}, fmt.Errorf("--from %d --to %d: want 0 <= from <= to", from, to)
+	switch {
+	case from < 0 || to < from:
+		return 0, fmt.Errorf("--from %d --to %d: want 0 <= from <= to", from, to)
+	case to == math.MaxInt64:
+		// The last number of int64: n+1 would wrap around.
+		return 0, fmt.Errorf("--to %d: at the edge of int64, want at most %d", to, int64(math.MaxInt64-1))
+	case to-from >= MaxScenes:
+		return 0, fmt.Errorf("--from %d --to %d: at most %s scenes in one range", from, to, formatCount(MaxScenes))
 	}
-	const most = 100_000_000
-	if to-from+1 > most {
-		return Scenes{}, fmt.Errorf("--from %d --to %d: at most %d scenes in one range", from, to, most)
+	return to - from + 1, nil
+}
+
+// Range makes the scenes template % n for every n from from to to,
+// inclusive: at most MaxScenes of them, with 0 <= from <= to < MaxInt64.
+// The template holds exactly one %d or %x verb, with an optional width
+// such as %08d, and no other %.
+func Range(template string, from, to int64) (Scenes, error) {
+	count, err := checkRange(template, from, to)
+	if err != nil {
+		return Scenes{}, err
 	}
 	// Distinct numbers print as distinct strings under %d and %x, padded
-	// or not, so a range has no duplicates.
-	sc := Scenes{List: make([]string, 0, to-from+1)}
+	// or not, so a range has no duplicates. The last scene is the longest:
+	// when it is valid, every scene is and the list is sized at once.
+	var sc Scenes
+	if wechat.ValidateScene(fmt.Sprintf(template, to)) == nil {
+		sc.List = make([]string, 0, count)
+	}
 	var bad []LineError
-	for n := from; n <= to; n++ {
+	for i := range count {
+		n := from + i
 		s := fmt.Sprintf(template, n)
 		if err := wechat.ValidateScene(s); err != nil {
 			bad = append(bad, LineError{n, fmt.Errorf("scene %q: %w", s, err)})

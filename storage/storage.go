@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wxacode/wxacode/internal/imagetype"
+	"github.com/wxacode/wxacode/internal/redact"
 )
 
 // ErrNotFound is returned (wrapped; test with errors.Is) by Stat and Get
@@ -96,6 +97,25 @@ func (o Options) getenv(name string) string {
 		return os.Getenv(name)
 	}
 	return o.Getenv(name)
+}
+
+// CheckURL reports whether rawURL is a STORAGE_URL that Open can read,
+// without opening anything: commands check it before any connection.
+func CheckURL(rawURL string) error {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	switch {
+	case ok && scheme == "file":
+		if _, err := parseFileURL(rest); err != nil {
+			return fmt.Errorf("STORAGE_URL %q: %w", rawURL, err)
+		}
+		return nil
+	case ok && scheme == "s3":
+		if _, _, err := parseS3URL(rawURL); err != nil {
+			return fmt.Errorf("STORAGE_URL %q: %w", redactURL(rawURL), err)
+		}
+		return nil
+	}
+	return fmt.Errorf("STORAGE_URL %q: want file://DIR or s3://BUCKET[/PREFIX]", redactURL(rawURL))
 }
 
 // Open opens the store a STORAGE_URL names: file://DIR (DIR may be
@@ -217,12 +237,9 @@ func checkPrefix(p string) error {
 	return nil
 }
 
-func redactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	return raw
-}
+// redactURL hides the user info and secret query values of raw, for
+// messages.
+func redactURL(raw string) string { return redact.URL(raw) }
 
 // MaxKeyLen is the longest key a Store accepts, in bytes; each
 // "/"-separated segment is at most MaxSegmentLen bytes (the limit of a file

@@ -143,10 +143,10 @@ func validateBaseURL(s string) error {
 		return errors.New("not a URL")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return fmt.Errorf("%q: want http(s)://HOST", s)
+		return fmt.Errorf("%q: want http(s)://HOST", redactURL(s))
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("%q: must not carry a query, fragment or user", s)
+		return fmt.Errorf("%q: must not carry a query, fragment or user", redactURL(s))
 	}
 	return nil
 }

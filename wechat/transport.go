@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	hide "github.com/wxacode/wxacode/internal/redact"
 )
 
 // Timeouts of the HTTP client NewHTTPClient builds.
@@ -56,26 +58,9 @@ func withoutRedirects(hc *http.Client) *http.Client {
 	return &c
 }
 
-// redactURL returns u with the access_token query value replaced by
-// "REDACTED", for logs and errors.
-func redactURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "(unparsable url)"
-	}
-	q := p.Query()
-	changed := false
-	for _, k := range []string{"access_token", "secret"} {
-		if q.Has(k) {
-			q.Set(k, "REDACTED")
-			changed = true
-		}
-	}
-	if changed {
-		p.RawQuery = q.Encode()
-	}
-	return p.String()
-}
+// redactURL returns u with its user info and secret query values (the
+// access_token, the secret) replaced by "REDACTED", for logs and errors.
+func redactURL(u string) string { return hide.URL(u) }
 
 // redactedError hides secrets from an error's text while keeping it
 // unwrappable (errors.Is(err, context.DeadlineExceeded) still holds).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/wxacode/wxacode/campaign"
+	"github.com/wxacode/wxacode/internal/redact"
 )
 
 // Defaults of the command-line contract.
@@ -54,14 +54,9 @@ func openRedis(ctx context.Context, rawURL string, poolSize int) (*redis.Client,
 	return rdb, nil
 }
 
-// redactURL drops the password of a URL, for messages.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
-}
+// redactURL hides the user info and secret query values of a URL, for
+// messages.
+func redactURL(raw string) string { return redact.URL(raw) }
 
 // readSecret reads the app secret from WECHAT_SECRET, or from the file
 // that --secret-file or WECHAT_SECRET_FILE names: never from a flag value,

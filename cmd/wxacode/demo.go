@@ -20,6 +20,7 @@ import (
 
 	"github.com/wxacode/wxacode/campaign"
 	"github.com/wxacode/wxacode/internal/dashboard"
+	"github.com/wxacode/wxacode/internal/httpserver"
 	"github.com/wxacode/wxacode/internal/metrics"
 	"github.com/wxacode/wxacode/limiter"
 	"github.com/wxacode/wxacode/producer"
@@ -247,7 +248,7 @@ func serveHTTP(addr string, h http.Handler) (*http.Server, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := httpserver.New(h, httpserver.Config{})
 	go func() { _ = srv.Serve(l) }()
 	return srv, "http://" + l.Addr().String() + "/", nil
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wxacode/wxacode/campaign"
-	"github.com/wxacode/wxacode/limiter"
 	"github.com/wxacode/wxacode/producer"
 	"github.com/wxacode/wxacode/storage"
 	"github.com/wxacode/wxacode/wechat"
@@ -95,6 +94,9 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	if o.appid == "" {
 		return usagef("enqueue: --appid or WECHAT_APPID is required")
 	}
+	if _, err := check(setting{"appid", "WECHAT_APPID"}, o.appid, parseAppID); err != nil {
+		return err
+	}
 	opts := wechat.CodeOptions{
 		Page: o.page, CheckPath: o.checkPath, EnvVersion: o.envVersion, Width: o.width,
 		AutoColor: o.autoColor, IsHyaline: o.hyaline,
@@ -116,9 +118,9 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 		return usagef("%s", fieldMessage(fe))
 	}
 	queue, _ := campaign.QueueFor(o.priority)
-	lim, err := limiter.ParseLimit(o.rate)
+	lim, err := check(setting{"rate", "WXACODE_RATE"}, o.rate, parseRate)
 	if err != nil {
-		return usagef("--rate/WXACODE_RATE: %v", err)
+		return err
 	}
 	if o.batchSize < 1 || o.batchSize > 100_000 {
 		return usagef("--batch-size %d: want 1 to 100000", o.batchSize)

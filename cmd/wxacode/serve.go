@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wxacode/wxacode/internal/dashboard"
+	"github.com/wxacode/wxacode/internal/httpserver"
 	"github.com/wxacode/wxacode/internal/metrics"
 )
 
@@ -112,7 +113,7 @@ func (a *app) runServe(ctx context.Context, o *serveOptions) error {
 // serveListener serves h on ln until ctx ends, then lets requests in flight
 // finish (up to 5 s) and returns once the server has stopped.
 func serveListener(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := httpserver.New(h, httpserver.Config{})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wxacode/wxacode/internal/httpserver"
 	"github.com/wxacode/wxacode/simulator"
 )
 
@@ -263,7 +264,7 @@ func (a *app) runSimulate(ctx context.Context, o simulateOptions) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.addr, err)
 	}
-	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	srv := httpserver.New(sim, httpserver.Config{})
 	appids := make([]string, 0, len(cfg.Apps))
 	for id := range cfg.Apps {
 		appids = append(appids, id)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +31,15 @@ type workerOptions struct {
 	shutdownTimeout                    time.Duration
 	metricsAddr                        string
 }
+
+// Bounds of the worker's flags: a worker runs at most maxInFlight calls at
+// once (one Redis connection each), which keeps 5000 calls a minute full
+// up to about 50 s of API latency.
+const (
+	maxConcurrency = 256
+	maxParallel    = 1024
+	maxInFlight    = 4096
+)
 
 func workerCommand(a *app) *cobra.Command {
 	o := &workerOptions{}
@@ -62,11 +70,11 @@ calls in flight, hands the rest of its batches back and exits 0.`,
 	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the app secret (env WECHAT_SECRET_FILE; or set WECHAT_SECRET)")
 	fs.StringVar(&o.tokenURL, "token-url", a.getenv("WECHAT_TOKEN_URL"), "central token service answering the access token (env WECHAT_TOKEN_URL); replaces the secret")
 	fs.StringVar(&o.apiBase, "api-base", or(a.getenv("WECHAT_API_BASE"), defaultAPIBase), "WeChat API base URL (env WECHAT_API_BASE)")
-	fs.IntVar(&o.concurrency, "concurrency", 4, "batches run at once")
-	fs.IntVar(&o.parallel, "parallel", 32, "scenes of one batch in flight at once (calls in flight: concurrency × parallel)")
+	fs.IntVar(&o.concurrency, "concurrency", 4, "batches run at once, 1 to 256")
+	fs.IntVar(&o.parallel, "parallel", 32, "scenes of one batch in flight at once, 1 to 1024 (calls in flight: concurrency × parallel, at most 4096)")
 	fs.StringSliceVar(&o.queues, "queues", []string{campaign.QueueHigh + ":6", campaign.QueueDefault + ":3", campaign.QueueLow + ":1"}, "queues to serve, NAME:WEIGHT, comma-separated")
 	fs.BoolVar(&o.createBucket, "create-bucket", false, "create the S3 bucket if it is missing")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a stop waits for calls in flight")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a stop waits for calls in flight, 1s to 10m")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", a.getenv("WXACODE_METRICS_ADDR"), "serve /metrics and /healthz on this address (env WXACODE_METRICS_ADDR; off when empty)")
 	return cmd
 }
@@ -107,14 +115,15 @@ func (a *app) runWorker(ctx context.Context, o *workerOptions) error {
 	if err != nil {
 		return err
 	}
-	limit, err := limiter.ParseLimit(o.rate)
+	// Every setting is checked before any connection.
+	limit, err := check(setting{"rate", "WXACODE_RATE"}, o.rate, parseRate)
 	if err != nil {
-		return usagef("--rate/WXACODE_RATE: %v", err)
+		return err
 	}
 	var margin time.Duration
 	if o.margin != "" {
-		if margin, err = time.ParseDuration(o.margin); err != nil || margin < 0 {
-			return usagef("--rate-margin/WXACODE_RATE_MARGIN %q: want a duration such as 500ms", o.margin)
+		if margin, err = check(setting{"rate-margin", "WXACODE_RATE_MARGIN"}, o.margin, durationIn(0, time.Hour)); err != nil {
+			return err
 		}
 	}
 	queues, err := parseQueues(o.queues)
@@ -122,15 +131,38 @@ func (a *app) runWorker(ctx context.Context, o *workerOptions) error {
 		return usagef("%v", err)
 	}
 	if o.metricsAddr != "" {
-		if _, _, err := net.SplitHostPort(o.metricsAddr); err != nil {
-			return usagef("--metrics-addr/WXACODE_METRICS_ADDR %q: want HOST:PORT", o.metricsAddr)
+		if _, err := check(setting{"metrics-addr", "WXACODE_METRICS_ADDR"}, o.metricsAddr, parseAddr); err != nil {
+			return err
 		}
 	}
-	if o.concurrency < 1 || o.parallel < 1 {
-		return usagef("--concurrency and --parallel must be at least 1")
+	if err := checkInt(setting{flag: "concurrency"}, o.concurrency, 1, maxConcurrency); err != nil {
+		return err
+	}
+	if err := checkInt(setting{flag: "parallel"}, o.parallel, 1, maxParallel); err != nil {
+		return err
+	}
+	if o.concurrency*o.parallel > maxInFlight {
+		return usagef("--concurrency %d × --parallel %d: at most %d calls in flight per worker (run more workers instead)", o.concurrency, o.parallel, maxInFlight)
+	}
+	if err := checkDuration(setting{flag: "shutdown-timeout"}, o.shutdownTimeout, time.Second, 10*time.Minute); err != nil {
+		return err
 	}
 	if o.appid == "" {
 		return usagef("worker: --appid or WECHAT_APPID is required")
+	}
+	if _, err := check(setting{"appid", "WECHAT_APPID"}, o.appid, parseAppID); err != nil {
+		return err
+	}
+	if err := checkURL(setting{"api-base", "WECHAT_API_BASE"}, o.apiBase, noUserInfo); err != nil {
+		return err
+	}
+	if o.tokenURL != "" {
+		if err := checkURL(setting{"token-url", "WECHAT_TOKEN_URL"}, o.tokenURL, nil); err != nil {
+			return err
+		}
+	}
+	if err := a.checkStorage(o.storageURL); err != nil {
+		return err
 	}
 	secret, err := a.readSecret(o.secretFile)
 	if err != nil {

@@ -45,6 +45,14 @@ type Config struct {
 	// Auth, when enabled, is asked of every request but /healthz. Default
 	// none: bind to loopback then (see CheckBind).
 	Auth Auth
+	// AllowedHosts are the host names (or HOST:PORT) that requests may
+	// name in their Host header when Auth is not enabled, besides the
+	// loopback names (localhost, 127.0.0.0/8, ::1): give the served
+	// address's host and WXACODE_ALLOWED_HOSTS. Other hosts are answered
+	// 421, so that a page rebinding its own name to this host reads
+	// nothing. With Auth, the credential is the guard and Host is not
+	// checked.
+	AllowedHosts []string
 	// Refresh is how often the campaign pages reload themselves. Default
 	// 5s.
 	Refresh time.Duration
@@ -91,6 +99,9 @@ type Handler struct {
 //	/monitoring/             asynqmon: queues, tasks, servers, Redis
 //	/metrics                 Prometheus metrics of campaigns and queues
 //	/healthz                 200 "ok" when Redis answers (never asks for Auth)
+//
+// Every route, asynqmon's included, refuses cross-origin state changes
+// (403) and, without Auth, requests naming a host not allowed (421).
 func New(cfg Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("dashboard config: %w", err)
@@ -126,7 +137,12 @@ func New(cfg Config) (*Handler, error) {
 	outer := http.NewServeMux()
 	outer.Handle("GET /healthz", metrics.Healthz(cfg.Redis))
 	outer.Handle("/", requireAuth(cfg.Auth, mux))
-	h.root = outer
+	// Cross-origin state changes are refused with or without a
+	// credential: a browser sends a cached basic-auth login along.
+	h.root = crossOrigin(outer)
+	if !cfg.Auth.Enabled() {
+		h.root = hostGuard(cfg.AllowedHosts, h.root)
+	}
 	return h, nil
 }
 
