@@ -60,7 +60,7 @@ a local folder and says where they are and what rate it reached against the
 	fs.StringVar(&o.out, "out", "./wxacodes", "folder the codes are written to")
 	fs.IntVar(&o.scenes, "scenes", 300, "number of scenes")
 	fs.StringVar(&o.rate, "rate", "300/10s", "the demo ceiling, N/DURATION")
-	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "dashboard address (a free port is taken if it is busy)")
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "dashboard address (a free port is taken if it is busy); a non-loopback host needs a credential, as for serve")
 	fs.IntVar(&o.workers, "workers", 2, "workers in the process")
 	fs.StringVar(&o.campaign, "campaign", "demo", "campaign name")
 	fs.BoolVar(&o.keep, "keep", false, "keep the dashboard running after the campaign is done, until Ctrl-C")
@@ -76,9 +76,15 @@ func (a *app) runDemo(ctx context.Context, o *demoOptions) error {
 	if !flagSetEnv(a, "LOG_LEVEL") {
 		log = log.Level(zerolog.WarnLevel)
 	}
-	limit, err := limiter.ParseLimit(o.rate)
+	limit, err := check(setting{flag: "rate"}, o.rate, parseRate)
 	if err != nil {
-		return usagef("--rate: %v", err)
+		return err
+	}
+	// The same bind rule as serve: the demo's dashboard can pause queues
+	// and delete tasks.
+	auth, hosts, err := a.dashboardGuard(o.addr, setting{flag: "addr"})
+	if err != nil {
+		return err
 	}
 	if o.scenes < 1 || o.scenes > 100_000 {
 		return usagef("--scenes %d: want 1 to 100000", o.scenes)
@@ -120,7 +126,7 @@ func (a *app) runDemo(ctx context.Context, o *demoOptions) error {
 	// The dashboard, with the workers' metrics beside the fleet's.
 	reg := prometheus.NewRegistry()
 	observer := metrics.NewWorker(reg)
-	board, err := dashboard.New(dashboard.Config{Redis: rdb, Metrics: reg, Refresh: 2 * time.Second, Logger: log})
+	board, err := dashboard.New(dashboard.Config{Redis: rdb, Metrics: reg, Refresh: 2 * time.Second, Auth: auth, AllowedHosts: hosts, Logger: log})
 	if err != nil {
 		return fmt.Errorf("dashboard: %w", err)
 	}

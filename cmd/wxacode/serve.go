@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/wxacode/wxacode/internal/dashboard"
 	"github.com/wxacode/wxacode/internal/httpserver"
@@ -64,37 +64,33 @@ secret, tokens or the Redis password.`,
   wxacode serve --addr 127.0.0.1:0 --read-only
   WXACODE_DASHBOARD_USER=ops WXACODE_DASHBOARD_PASSWORD=... wxacode serve --addr 0.0.0.0:8080`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return a.runServe(cmd.Context(), o) },
+		RunE: func(cmd *cobra.Command, args []string) error { return a.runServe(cmd.Context(), cmd.Flags(), o) },
 	}
 	fs := cmd.Flags()
 	a.redisFlag(fs, &o.redisURL)
 	fs.StringVar(&o.addr, "addr", or(a.getenv("WXACODE_SERVE_ADDR"), defaultServeAddr), "listen address HOST:PORT (env WXACODE_SERVE_ADDR); port 0 picks a free port; a non-loopback host needs a credential")
-	readOnly, _ := strconv.ParseBool(a.getenv("WXACODE_SERVE_READ_ONLY"))
-	fs.BoolVar(&o.readOnly, "read-only", readOnly, "make asynqmon view-only: no deleting, running or archiving tasks, no pausing queues (env WXACODE_SERVE_READ_ONLY)")
+	fs.BoolVar(&o.readOnly, "read-only", false, "make asynqmon view-only: no deleting, running or archiving tasks, no pausing queues (env WXACODE_SERVE_READ_ONLY: true or false)")
 	return cmd
 }
 
-func (a *app) runServe(ctx context.Context, o *serveOptions) error {
+func (a *app) runServe(ctx context.Context, fs *pflag.FlagSet, o *serveOptions) error {
 	log, err := a.logger()
 	if err != nil {
 		return err
 	}
-	if _, _, err := net.SplitHostPort(o.addr); err != nil {
-		return usagef("--addr %q: want HOST:PORT, such as %s", o.addr, defaultServeAddr)
+	if err := fromEnv(a, fs, setting{"read-only", "WXACODE_SERVE_READ_ONLY"}, parseBool, &o.readOnly); err != nil {
+		return err
 	}
-	auth, err := dashboard.AuthFromEnv(a.getenv)
+	auth, hosts, err := a.dashboardGuard(o.addr, setting{"addr", "WXACODE_SERVE_ADDR"})
 	if err != nil {
-		return usagef("%v", err)
-	}
-	if err := dashboard.CheckBind(o.addr, auth); err != nil {
-		return usageError{err}
+		return err
 	}
 	rdb, err := openRedis(ctx, o.redisURL, 0)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	h, err := dashboard.New(dashboard.Config{Redis: rdb, ReadOnly: o.readOnly, Auth: auth, Logger: log})
+	h, err := dashboard.New(dashboard.Config{Redis: rdb, ReadOnly: o.readOnly, Auth: auth, AllowedHosts: hosts, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -108,6 +104,30 @@ func (a *app) runServe(ctx context.Context, o *serveOptions) error {
 	err = serveListener(ctx, ln, h)
 	log.Info().Msg("dashboard stopped")
 	return err
+}
+
+// dashboardGuard reads what guards a dashboard served on addr: the
+// credential of the environment (required off loopback) and, without one,
+// the hosts requests may name: addr's own host and WXACODE_ALLOWED_HOSTS.
+func (a *app) dashboardGuard(addr string, s setting) (dashboard.Auth, []string, error) {
+	if _, err := check(s, addr, parseAddr); err != nil {
+		return dashboard.Auth{}, nil, err
+	}
+	hosts, err := check(setting{env: "WXACODE_ALLOWED_HOSTS"}, a.getenv("WXACODE_ALLOWED_HOSTS"), parseHosts)
+	if err != nil {
+		return dashboard.Auth{}, nil, err
+	}
+	auth, err := dashboard.AuthFromEnv(a.getenv)
+	if err != nil {
+		return dashboard.Auth{}, nil, usagef("%v", err)
+	}
+	if err := dashboard.CheckBind(addr, auth); err != nil {
+		return dashboard.Auth{}, nil, usageError{err}
+	}
+	if host, _, _ := net.SplitHostPort(addr); host != "" {
+		hosts = append(hosts, host)
+	}
+	return auth, hosts, nil
 }
 
 // serveListener serves h on ln until ctx ends, then lets requests in flight

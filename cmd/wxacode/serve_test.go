@@ -147,8 +147,8 @@ func TestWorkerMetricsServer(t *testing.T) {
 	base := "http://" + addr.String()
 	code, body := serveGet(t, base+"/metrics", "")
 	for _, want := range []string{
-		`wxacode_calls_total{app="wxa1",errcode="45009"} 1`,
-		`wxacode_rate_limited_total{app="wxa1"} 1`,
+		`wxacode_calls_total{appid="wxa1",errcode="45009"} 1`,
+		`wxacode_rate_limited_total{appid="wxa1"} 1`,
 		`wxacode_codes_stored_total{campaign="spring"} 1`,
 		`go_goroutines `,
 	} {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -147,6 +146,11 @@ func (a *app) simulateConfig(o simulateOptions) (simulator.Config, error) {
 	}
 
 	appid := a.getenv("WECHAT_APPID")
+	if appid != "" {
+		if _, err := check(setting{env: "WECHAT_APPID"}, appid, parseAppID); err != nil {
+			return cfg, err
+		}
+	}
 	secret, err := a.simulateSecret()
 	if err != nil {
 		return cfg, err
@@ -162,7 +166,10 @@ func (a *app) simulateConfig(o simulateOptions) (simulator.Config, error) {
 	for _, s := range o.apps {
 		id, sec, ok := strings.Cut(s, ":")
 		if !ok || id == "" || sec == "" {
-			return cfg, usagef("--app %q: want APPID:SECRET", s)
+			return cfg, usagef("--app %q: want APPID:SECRET", id+":…")
+		}
+		if _, err := check(setting{flag: "app"}, id, parseAppID); err != nil {
+			return cfg, err
 		}
 		cfg.Apps[id] = sec
 	}
@@ -190,25 +197,11 @@ func (a *app) simulateSecret() (string, error) {
 	return s, nil
 }
 
-// parseSimulateRate reads N/DURATION: "5000/1m", "600/10s", "100/s".
+// parseSimulateRate reads N/DURATION ("5000/1m", "600/10s", "100/s") as
+// every command reads WXACODE_RATE.
 func parseSimulateRate(s string) (int, time.Duration, error) {
-	ns, ds, ok := strings.Cut(strings.TrimSpace(s), "/")
-	if !ok {
-		return 0, 0, errors.New("want N/DURATION such as 5000/1m")
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(ns))
-	if err != nil || n <= 0 {
-		return 0, 0, fmt.Errorf("%q is not a positive whole number of calls", ns)
-	}
-	ds = strings.TrimSpace(ds)
-	if ds != "" && (ds[0] < '0' || ds[0] > '9') {
-		ds = "1" + ds // "100/s" means per second
-	}
-	d, err := time.ParseDuration(ds)
-	if err != nil || d <= 0 {
-		return 0, 0, fmt.Errorf("%q is not a positive duration such as 1m or 10s", ds)
-	}
-	return n, d, nil
+	l, err := parseRate(s)
+	return l.N, l.Per, err
 }
 
 // parseSimulateLatency reads MIN-MAX ("5ms-80ms") or one duration; empty

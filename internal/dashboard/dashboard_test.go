@@ -259,7 +259,7 @@ func TestMonitoringAndMetrics(t *testing.T) {
 	for _, want := range []string{
 		`wxacode_campaign_scenes{appid="wx00000000000000a1",campaign="spring",status="succeeded"} 5`,
 		`wxacode_campaign_scenes{appid="wx00000000000000a1",campaign="spring",status="failed"} 3`,
-		`wxacode_campaign_total{campaign="spring"} 25`,
+		`wxacode_campaign_distinct_scenes{appid="wx00000000000000a1",campaign="spring"} 25`,
 		`wxacode_queue_tasks{queue="wxacode-default",state="pending"} 3`,
 		`wxacode_queue_tasks{queue="wxacode-high",state="pending"} 1`,
 		`wxacode_scrape_error{source="queues"} 0`,

@@ -17,9 +17,10 @@ var (
 	campaignScenesDesc = prometheus.NewDesc("wxacode_campaign_scenes",
 		"Scenes of a campaign by status: succeeded, failed or pending.",
 		[]string{"campaign", "appid", "status"}, nil)
-	campaignTotalDesc = prometheus.NewDesc("wxacode_campaign_total",
-		"Distinct scenes of a campaign.",
-		[]string{"campaign"}, nil)
+	// A gauge: not named _total, which Prometheus keeps for counters.
+	campaignTotalDesc = prometheus.NewDesc("wxacode_campaign_distinct_scenes",
+		"Distinct scenes of a campaign (succeeded, failed and pending together).",
+		[]string{"campaign", "appid"}, nil)
 	queueTasksDesc = prometheus.NewDesc("wxacode_queue_tasks",
 		"Batch tasks in an asynq queue by state.",
 		[]string{"queue", "state"}, nil)
@@ -108,11 +109,23 @@ func (c *FleetCollector) collectCampaigns(ctx context.Context, ch chan<- prometh
 			{string(campaign.Failed), cp.Failed},
 			{string(campaign.Pending), cp.Pending()},
 		} {
-			ch <- prometheus.MustNewConstMetric(campaignScenesDesc, prometheus.GaugeValue, float64(s.n), cp.Name, cp.AppID, s.status)
+			c.send(ch, campaignScenesDesc, float64(s.n), cp.Name, cp.AppID, s.status)
 		}
-		ch <- prometheus.MustNewConstMetric(campaignTotalDesc, prometheus.GaugeValue, float64(cp.Total), cp.Name)
+		c.send(ch, campaignTotalDesc, float64(cp.Total), cp.Name, cp.AppID)
 	}
 	return nil
+}
+
+// send sends one gauge. A label value Prometheus refuses (not UTF-8: a
+// record written around the commands' checks) drops that series alone,
+// with a log line, instead of panicking the scrape and losing every series.
+func (c *FleetCollector) send(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	m, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	if err != nil {
+		c.log.Warn().Err(err).Msg("metrics scrape: series dropped")
+		return
+	}
+	ch <- m
 }
 
 func (c *FleetCollector) collectQueues(ch chan<- prometheus.Metric) error {
@@ -149,14 +162,14 @@ func (c *FleetCollector) collectQueues(ch chan<- prometheus.Metric) error {
 			{"archived", info.Archived},
 			{"completed", info.Completed},
 		} {
-			ch <- prometheus.MustNewConstMetric(queueTasksDesc, prometheus.GaugeValue, float64(s.n), q, s.state)
+			c.send(ch, queueTasksDesc, float64(s.n), q, s.state)
 		}
-		ch <- prometheus.MustNewConstMetric(queueLatencyDesc, prometheus.GaugeValue, info.Latency.Seconds(), q)
+		c.send(ch, queueLatencyDesc, info.Latency.Seconds(), q)
 		paused := 0.0
 		if info.Paused {
 			paused = 1
 		}
-		ch <- prometheus.MustNewConstMetric(queuePausedDesc, prometheus.GaugeValue, paused, q)
+		c.send(ch, queuePausedDesc, paused, q)
 	}
 	return firstErr
 }

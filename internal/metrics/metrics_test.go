@@ -45,19 +45,19 @@ func TestWorkerCounts(t *testing.T) {
 	w.TokenRefreshed("wx00000000000000a1")
 
 	want := `
-# HELP wxacode_calls_total Calls of WeChat interface B by app and errcode (0: an image; -2: a transport or HTTP error).
+# HELP wxacode_calls_total Calls of WeChat interface B by appid and errcode (0: an image; -2: a transport or HTTP error).
 # TYPE wxacode_calls_total counter
-wxacode_calls_total{app="wx00000000000000a1",errcode="0"} 2
-wxacode_calls_total{app="wx00000000000000a1",errcode="45009"} 1
-wxacode_calls_total{app="wx00000000000000a1",errcode="45011"} 1
-wxacode_calls_total{app="wx00000000000000a2",errcode="-1"} 1
-wxacode_calls_total{app="wx00000000000000a2",errcode="-2"} 1
+wxacode_calls_total{appid="wx00000000000000a1",errcode="0"} 2
+wxacode_calls_total{appid="wx00000000000000a1",errcode="45009"} 1
+wxacode_calls_total{appid="wx00000000000000a1",errcode="45011"} 1
+wxacode_calls_total{appid="wx00000000000000a2",errcode="-1"} 1
+wxacode_calls_total{appid="wx00000000000000a2",errcode="-2"} 1
 # HELP wxacode_rate_limited_total Calls WeChat answered with a minute limit (45009 or 45011).
 # TYPE wxacode_rate_limited_total counter
-wxacode_rate_limited_total{app="wx00000000000000a1"} 2
+wxacode_rate_limited_total{appid="wx00000000000000a1"} 2
 # HELP wxacode_ceiling_wait_seconds_total Time spent waiting for a slot under the app's fleet-wide ceiling.
 # TYPE wxacode_ceiling_wait_seconds_total counter
-wxacode_ceiling_wait_seconds_total{app="wx00000000000000a1"} 2
+wxacode_ceiling_wait_seconds_total{appid="wx00000000000000a1"} 2
 # HELP wxacode_codes_stored_total Scenes whose code was stored, by campaign.
 # TYPE wxacode_codes_stored_total counter
 wxacode_codes_stored_total{campaign="autumn"} 1
@@ -66,41 +66,41 @@ wxacode_codes_stored_total{campaign="spring"} 2
 # TYPE wxacode_codes_failed_total counter
 wxacode_codes_failed_total{campaign="spring",errcode="0"} 1
 wxacode_codes_failed_total{campaign="spring",errcode="40097"} 2
-# HELP wxacode_token_refreshes_total Access tokens fetched from WeChat or the token service, by app.
+# HELP wxacode_token_refreshes_total Access tokens fetched from WeChat or the token service, by appid.
 # TYPE wxacode_token_refreshes_total counter
-wxacode_token_refreshes_total{app="wx00000000000000a1"} 1
+wxacode_token_refreshes_total{appid="wx00000000000000a1"} 1
 # HELP wxacode_call_duration_seconds Latency of calls of WeChat interface B, whatever their answer.
 # TYPE wxacode_call_duration_seconds histogram
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.005"} 0
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.01"} 0
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.025"} 0
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.05"} 3
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.1"} 3
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.2"} 3
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.3"} 4
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.5"} 4
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="0.75"} 4
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="1"} 4
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="2"} 4
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="5"} 4
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a1",le="+Inf"} 4
-wxacode_call_duration_seconds_sum{app="wx00000000000000a1"} 0.375
-wxacode_call_duration_seconds_count{app="wx00000000000000a1"} 4
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.005"} 0
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.01"} 0
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.025"} 1
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.05"} 1
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.1"} 1
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.2"} 1
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.3"} 1
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.5"} 1
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="0.75"} 1
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="1"} 1
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="2"} 1
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="5"} 2
-wxacode_call_duration_seconds_bucket{app="wx00000000000000a2",le="+Inf"} 2
-wxacode_call_duration_seconds_sum{app="wx00000000000000a2"} 3.015625
-wxacode_call_duration_seconds_count{app="wx00000000000000a2"} 2
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a1",le="0.005"} 0
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a1",le="0.01"} 0
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a1",le="0.025"} 0
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a1",le="0.05"} 3
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a1",le="0.1"} 3
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a1",le="0.2"} 3
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a1",le="0.3"} 4
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a1",le="0.5"} 4
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a1",le="0.75"} 4
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a1",le="1"} 4
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a1",le="2"} 4
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a1",le="5"} 4
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a1",le="+Inf"} 4
+wxacode_call_duration_seconds_sum{appid="wx00000000000000a1"} 0.375
+wxacode_call_duration_seconds_count{appid="wx00000000000000a1"} 4
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a2",le="0.005"} 0
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a2",le="0.01"} 0
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a2",le="0.025"} 1
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a2",le="0.05"} 1
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a2",le="0.1"} 1
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a2",le="0.2"} 1
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a2",le="0.3"} 1
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a2",le="0.5"} 1
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a2",le="0.75"} 1
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a2",le="1"} 1
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a2",le="2"} 1
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a2",le="5"} 2
+wxacode_call_duration_seconds_bucket{appid="wx00000000000000a2",le="+Inf"} 2
+wxacode_call_duration_seconds_sum{appid="wx00000000000000a2"} 3.015625
+wxacode_call_duration_seconds_count{appid="wx00000000000000a2"} 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"wxacode_calls_total", "wxacode_rate_limited_total", "wxacode_ceiling_wait_seconds_total",
@@ -168,10 +168,10 @@ wxacode_campaign_scenes{appid="wx00000000000000a1",campaign="spring",status="suc
 wxacode_campaign_scenes{appid="wx00000000000000a2",campaign="urgent",status="failed"} 0
 wxacode_campaign_scenes{appid="wx00000000000000a2",campaign="urgent",status="pending"} 4
 wxacode_campaign_scenes{appid="wx00000000000000a2",campaign="urgent",status="succeeded"} 0
-# HELP wxacode_campaign_total Distinct scenes of a campaign.
-# TYPE wxacode_campaign_total gauge
-wxacode_campaign_total{campaign="spring"} 25
-wxacode_campaign_total{campaign="urgent"} 4
+# HELP wxacode_campaign_distinct_scenes Distinct scenes of a campaign (succeeded, failed and pending together).
+# TYPE wxacode_campaign_distinct_scenes gauge
+wxacode_campaign_distinct_scenes{appid="wx00000000000000a1",campaign="spring"} 25
+wxacode_campaign_distinct_scenes{appid="wx00000000000000a2",campaign="urgent"} 4
 # HELP wxacode_queue_tasks Batch tasks in an asynq queue by state.
 # TYPE wxacode_queue_tasks gauge
 wxacode_queue_tasks{queue="wxacode-default",state="active"} 0
@@ -206,7 +206,7 @@ wxacode_scrape_error{source="queues"} 0
 		t.Fatal(err)
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"wxacode_campaign_scenes", "wxacode_campaign_total", "wxacode_queue_tasks", "wxacode_queue_paused", "wxacode_scrape_error"); err != nil {
+		"wxacode_campaign_scenes", "wxacode_campaign_distinct_scenes", "wxacode_queue_tasks", "wxacode_queue_paused", "wxacode_scrape_error"); err != nil {
 		t.Error(err)
 	}
 

@@ -42,26 +42,26 @@ func NewWorker(reg prometheus.Registerer) *Worker {
 	return &Worker{
 		calls: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "wxacode_calls_total",
-			Help: "Calls of WeChat interface B by app and errcode (0: an image; -2: a transport or HTTP error).",
-		}, []string{"app", "errcode"}),
+			Help: "Calls of WeChat interface B by appid and errcode (0: an image; -2: a transport or HTTP error).",
+		}, []string{"appid", "errcode"}),
 		callDuration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "wxacode_call_duration_seconds",
 			Help:    "Latency of calls of WeChat interface B, whatever their answer.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .2, .3, .5, .75, 1, 2, 5},
-		}, []string{"app"}),
+		}, []string{"appid"}),
 		waitTotal: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "wxacode_ceiling_wait_seconds_total",
 			Help: "Time spent waiting for a slot under the app's fleet-wide ceiling.",
-		}, []string{"app"}),
+		}, []string{"appid"}),
 		waits: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "wxacode_ceiling_wait_seconds",
 			Help:    "Waits for a slot under the app's fleet-wide ceiling.",
 			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 10, 30, 60},
-		}, []string{"app"}),
+		}, []string{"appid"}),
 		rateLimited: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "wxacode_rate_limited_total",
 			Help: "Calls WeChat answered with a minute limit (45009 or 45011).",
-		}, []string{"app"}),
+		}, []string{"appid"}),
 		stored: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "wxacode_codes_stored_total",
 			Help: "Scenes whose code was stored, by campaign.",
@@ -72,8 +72,8 @@ func NewWorker(reg prometheus.Registerer) *Worker {
 		}, []string{"campaign", "errcode"}),
 		tokenRefreshes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "wxacode_token_refreshes_total",
-			Help: "Access tokens fetched from WeChat or the token service, by app.",
-		}, []string{"app"}),
+			Help: "Access tokens fetched from WeChat or the token service, by appid.",
+		}, []string{"appid"}),
 	}
 }
 
