@@ -59,6 +59,7 @@ var contractEnv = []string{
 	"WXACODE_DASHBOARD_TOKEN",
 	"WXACODE_DASHBOARD_USER",
 	"WXACODE_DASHBOARD_PASSWORD",
+	"WXACODE_ALLOWED_HOSTS",
 }
 
 // envSources are the non-test Go files that read the environment.

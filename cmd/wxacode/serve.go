@@ -53,6 +53,14 @@ one):
   WXACODE_DASHBOARD_TOKEN                            Authorization: Bearer TOKEN
   WXACODE_DASHBOARD_USER, WXACODE_DASHBOARD_PASSWORD basic auth (browsers prompt)
 
+Without a credential, requests must name this host in their Host header: the
+served address, localhost, 127.0.0.1, ::1, or a name listed, comma-separated,
+in WXACODE_ALLOWED_HOSTS (421 otherwise), so that no web page can reach the
+dashboard by pointing its own name at this host. With or without one,
+state changes (asynqmon's pause, delete, run, archive) coming from another
+web origin are refused (403): only the dashboard's own pages and scripts
+without a browser's Origin or Sec-Fetch-Site headers may make them.
+
 asynqmon can delete, run and archive tasks and pause queues (pausing a queue
 is a safe way to hold a campaign). A deleted batch task leaves its scenes
 pending until the batch is enqueued again: run the same 'wxacode enqueue'
