@@ -108,6 +108,12 @@ Every setting is a flag with an environment variable behind it; the flag wins.`,
 	})
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", a.getenv("LOG_FORMAT"), "log format, json or console (env LOG_FORMAT; default console when stderr is a terminal)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", or(a.getenv("LOG_LEVEL"), "info"), "log level: debug, info, warn, error (env LOG_LEVEL)")
+	// LOG_FORMAT and LOG_LEVEL are checked for every command, also those
+	// that log nothing, so that a typo is bad usage wherever it is made.
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		_, err := a.logger()
+		return err
+	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	for _, add := range commands {
 		root.AddCommand(add(a))
@@ -122,7 +128,7 @@ var commands []func(*app) *cobra.Command
 func (a *app) logger() (zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(strings.ToLower(a.logLevel))
 	if err != nil || a.logLevel == "" {
-		return zerolog.Nop(), usagef("--log-level %q: want debug, info, warn or error", a.logLevel)
+		return zerolog.Nop(), usagef("--log-level/LOG_LEVEL %q: want debug, info, warn or error", a.logLevel)
 	}
 	var w io.Writer = a.stderr
 	switch a.logFormat {
@@ -134,7 +140,7 @@ func (a *app) logger() (zerolog.Logger, error) {
 			w = zerolog.ConsoleWriter{Out: a.stderr, TimeFormat: "15:04:05.000"}
 		}
 	default:
-		return zerolog.Nop(), usagef("--log-format %q: want json or console", a.logFormat)
+		return zerolog.Nop(), usagef("--log-format/LOG_FORMAT %q: want json or console", a.logFormat)
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
 }

@@ -119,6 +119,9 @@ func (a *app) simulateConfig(o simulateOptions) (simulator.Config, error) {
 		Apps:             map[string]string{},
 	}
 	var err error
+	if _, err := check(setting{flag: "addr"}, o.addr, parseAddr); err != nil {
+		return cfg, err
+	}
 	if cfg.RateN, cfg.RatePer, err = parseSimulateRate(o.rate); err != nil {
 		return cfg, usagef("--rate/WXACODE_RATE %q: %v", o.rate, err)
 	}

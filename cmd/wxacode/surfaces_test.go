@@ -57,6 +57,9 @@ func TestHostileInput(t *testing.T) {
 		{"metrics address", with(app, "WXACODE_METRICS_ADDR=9090"), []string{"worker"}, []string{"--metrics-addr/WXACODE_METRICS_ADDR"}},
 		{"storage URL", with(app, "STORAGE_URL=ftp://codes"), []string{"worker"}, []string{"--storage/STORAGE_URL"}},
 		{"path style", with(app, "STORAGE_URL=s3://codes", "S3_FORCE_PATH_STYLE=yes"), []string{"worker"}, []string{"S3_FORCE_PATH_STYLE", "true or false"}},
+		{"log level for status", []string{deadRedis, "LOG_LEVEL=loud"}, []string{"status"}, []string{"--log-level/LOG_LEVEL", `"loud"`}},
+		{"log format for enqueue", []string{deadRedis, "LOG_FORMAT=xml"}, with(enq, "--appid", simulator.DemoAppID, "--scenes", "-"), []string{"--log-format/LOG_FORMAT"}},
+		{"simulate address", nil, []string{"simulate", "--addr", "8090"}, []string{"--addr", "HOST:PORT"}},
 		// Worker flags out of range, before go-redis sees them.
 		{"concurrency", app, []string{"worker", "--concurrency", "1000000000"}, []string{"--concurrency", "1 to 256"}},
 		{"concurrency zero", app, []string{"worker", "--concurrency", "0"}, []string{"--concurrency"}},
