@@ -91,10 +91,8 @@ func intIn(lo, hi int) func(string) (int, error) {
 
 // checkInt checks a number already parsed (by pflag) against lo and hi.
 func checkInt(s setting, n, lo, hi int) error {
-	if n < lo || n > hi {
-		return s.bad(strconv.Itoa(n), fmt.Errorf("want a whole number from %d to %d", lo, hi))
-	}
-	return nil
+	_, err := check(s, strconv.Itoa(n), intIn(lo, hi))
+	return err
 }
 
 // durationIn returns a parser of durations from lo to hi.
