@@ -169,7 +169,7 @@ func (a *app) simulateConfig(o simulateOptions) (simulator.Config, error) {
 	for _, s := range o.apps {
 		id, sec, ok := strings.Cut(s, ":")
 		if !ok || id == "" || sec == "" {
-			return cfg, usagef("--app %q: want APPID:SECRET", id+":…")
+			return cfg, usagef("--app: want APPID:SECRET (the value is not shown: it may hold a secret)")
 		}
 		if _, err := check(setting{flag: "app"}, id, parseAppID); err != nil {
 			return cfg, err
