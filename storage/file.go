@@ -94,13 +94,53 @@ func (s *FileStore) Put(ctx context.Context, key string, body []byte, meta Meta)
 	if err := ctx.Err(); err != nil {
 		return Object{}, fmt.Errorf("put %s: %w", key, err)
 	}
-	if err := s.put(key, body, obj); err != nil {
+	if err := s.put(key, body, &obj); err != nil {
 		return Object{}, fmt.Errorf("put %s: %w", key, err)
 	}
 	return obj, nil
 }
 
-func (s *FileStore) put(key string, body []byte, obj Object) error {
+// PutBlob writes body under name as Put writes an image (atomically and
+// durably, following no link), without metadata.
+func (s *FileStore) PutBlob(ctx context.Context, name string, body []byte, contentType string) error {
+	if err := checkKey(name); err != nil {
+		return fmt.Errorf("put %s: %w", name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("put %s: %w", name, err)
+	}
+	if err := s.put(name, body, nil); err != nil {
+		return fmt.Errorf("put %s: %w", name, err)
+	}
+	return nil
+}
+
+// GetBlob reads name, following no link.
+func (s *FileStore) GetBlob(ctx context.Context, name string) ([]byte, error) {
+	if err := checkKey(name); err != nil {
+		return nil, fmt.Errorf("get %s: %w", name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("get %s: %w", name, err)
+	}
+	fd, err := s.open(name, unix.O_RDONLY, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, fmt.Errorf("get %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", name, s.linkError(name, err))
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// put writes body under key, with obj's metadata when obj is not nil.
+func (s *FileStore) put(key string, body []byte, obj *Object) error {
 	dir, name := path.Split(key)
 	dfd, err := s.dir(key, strings.TrimSuffix(dir, "/"))
 	if err != nil {
@@ -137,19 +177,19 @@ func (s *FileStore) put(key string, body []byte, obj Object) error {
 }
 
 // fill writes body to the new file f (descriptor fd) and attaches obj's
-// metadata, pinned to the file's size and modification time.
-func (s *FileStore) fill(f *os.File, fd int, body []byte, obj Object) error {
+// metadata, if any, pinned to the file's size and modification time.
+func (s *FileStore) fill(f *os.File, fd int, body []byte, obj *Object) error {
 	if _, err := f.Write(body); err != nil {
 		return err
 	}
-	if s.noXattr.Load() {
+	if obj == nil || s.noXattr.Load() {
 		return nil
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return err
 	}
-	err := unix.Fsetxattr(fd, metaXattr, encodeMeta(obj, st.Mtim.Nano()), 0)
+	err := unix.Fsetxattr(fd, metaXattr, encodeMeta(*obj, st.Mtim.Nano()), 0)
 	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
 		// Stat then finds the scene in the key and the SHA-256 in the bytes.
 		s.noXattr.Store(true)

@@ -42,3 +42,9 @@ func (s *FileStore) Get(context.Context, string) ([]byte, Object, error) {
 
 // List fails on this system.
 func (s *FileStore) List(context.Context, string, func(Object) error) error { return errNoFileStore }
+
+// PutBlob fails on this system.
+func (s *FileStore) PutBlob(context.Context, string, []byte, string) error { return errNoFileStore }
+
+// GetBlob fails on this system.
+func (s *FileStore) GetBlob(context.Context, string) ([]byte, error) { return nil, errNoFileStore }
