@@ -3,6 +3,7 @@ package limiter
 import (
 	"context"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,6 +58,33 @@ func BenchmarkWait(b *testing.B) {
 func BenchmarkWaitParallel(b *testing.B) {
 	l, hook := benchLimiter(b)
 	ctx := context.Background()
+	b.ResetTimer()
+	hook.n.Store(0)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := l.Wait(ctx, "app"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(hook.n.Load())/float64(b.N), "roundtrips/op")
+}
+
+// BenchmarkWaitAtCeiling is the cost of one admission when every call
+// waits for its slot: 32 goroutines under 5000/10s (the default margin,
+// 100 ms), as one worker at WeChat's ceiling, only faster. Each admission
+// is one round trip: a waiter starts at its slot without confirming it.
+func BenchmarkWaitAtCeiling(b *testing.B) {
+	r := testenv.NewRedis(b)
+	hook := &countHook{}
+	r.Client.AddHook(hook)
+	l := newLimiter(b, r.Client, Config{Limit: Limit{N: 5000, Per: 10 * time.Second}})
+	if err := l.Wait(context.Background(), "app"); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.SetParallelism(32 / max(1, runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
 	hook.n.Store(0)
 	b.RunParallel(func(pb *testing.PB) {

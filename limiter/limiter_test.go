@@ -201,10 +201,10 @@ func TestPause(t *testing.T) {
 		t.Fatalf("Pause(1s) = %s, %v; want %s", u.UTC(), err, windowEnd)
 	}
 
-	// A new caller queues after the pause.
+	// A new caller queues after the pause, and its answer tells the pause.
 	r := mustAcquire(t, l, "app", 0, -1)
-	if r.slot != us(windowEnd) {
-		t.Fatalf("new slot %d, want the pause's end %d", r.slot, us(windowEnd))
+	if r.slot != us(windowEnd) || r.pause != us(windowEnd) {
+		t.Fatalf("new slot %d with pause %d, want both at the pause's end %d", r.slot, r.pause, us(windowEnd))
 	}
 	// A waiter whose slot fell in the pause queues again when it wakes.
 	mr.SetTime(time.UnixMicro(held))
@@ -424,6 +424,58 @@ func TestMismatch(t *testing.T) {
 	// Other apps are free.
 	if err := odd.Wait(ctx, "other"); err != nil {
 		t.Fatalf("Wait for another app: %v", err)
+	}
+}
+
+// TestWaitLearnsPause checks, on a real Redis, that a waiter holding a slot
+// inside a pause declared after it was handed out does not start before the
+// pause ends: declared by its own Limiter (known without asking Redis) or by
+// another process's (learned when it wakes).
+func TestWaitLearnsPause(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		other bool
+	}{{"same limiter", false}, {"another limiter", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := testenv.NewRedis(t)
+			// One call per 600 ms, and a wide margin so that a loaded
+			// machine's late wake-ups are not what is tested.
+			cfg := Config{Limit: Limit{N: 1, Per: 400 * time.Millisecond}, Margin: 200 * time.Millisecond}
+			l := newLimiter(t, r.Client, cfg)
+			pauser := l
+			if tc.other {
+				pauser = newLimiter(t, r.Client, cfg)
+			}
+			ctx := t.Context()
+			k := l.redisKey("app")
+			// Another process takes the slot of now, so l's caller waits.
+			if err := newLimiter(t, r.Client, cfg).Wait(ctx, "app"); err != nil {
+				t.Fatal(err)
+			}
+			tat := r.Client.HGet(ctx, k, "tat").Val()
+			done := make(chan error, 1)
+			go func() { done <- l.Wait(ctx, "app") }()
+			// Pause once the waiter holds its slot (tat moved on).
+			for r.Client.HGet(ctx, k, "tat").Val() == tat {
+				select {
+				case err := <-done:
+					t.Fatalf("Wait returned %v before reserving", err)
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+			until, err := pauser.Pause(ctx, "app", 1500*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if now := time.Now(); now.Before(until) {
+				t.Errorf("the waiter started %s before the end of the pause", until.Sub(now))
+			}
+		})
 	}
 }
 

@@ -55,12 +55,20 @@ end
 // gc_ms, max_wait (-1: no limit), held (a slot the caller holds, 0: none),
 // late (how long after its slot a holder may still start).
 //
-// Reply {status, wait, slot, a, b, c}:
+// Reply {status, wait, slot, ...}:
 //
-//	 0  start in wait µs at slot (wait 0: start now)
-//	 1  the same, after replacing stale state of ceiling a/b/c
-//	-1  refused: the slot is wait µs away, beyond max_wait; nothing reserved
-//	-2  refused: state of ceiling a/b/c is in use; stale in wait µs
+//	 0  {0, wait, slot, pause}: start in wait µs at slot (wait 0: start
+//	    now); no slot of the app starts before pause (0: none set)
+//	 1  {1, wait, slot, a, b, c, pause}: the same, after replacing stale
+//	    state of ceiling a/b/c
+//	-1  {-1, wait, slot}: refused: the slot is wait µs away, beyond
+//	    max_wait; nothing reserved
+//	-2  {-2, wait, 0, a, b, c}: refused: state of ceiling a/b/c is in use;
+//	    stale in wait µs
+//
+// Every admission thus tells the caller the app's pause as well, so a
+// process learns of a pause declared elsewhere from its next admission,
+// without a round trip of its own.
 var acquireScript = redis.NewScript(prelude + `
 local key = KEYS[1]
 local n, per, margin, sp = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -73,10 +81,10 @@ local tat, pause = tonumber(st[5]) or 0, tonumber(st[6]) or 0
 if held > 0 and held >= pause then
   if now < held then
     -- The holder's clock ran fast: it sleeps the rest, keeping its slot.
-    return {0, held - now, held}
+    return {0, held - now, held, pause}
   end
   if now - held <= late then
-    return {0, 0, held}
+    return {0, 0, held, pause}
   end
   -- Woken too late to start at its slot: starting now could crowd the calls
   -- after it, so it queues again.
@@ -97,9 +105,9 @@ tat = slot + sp
 redis.call('HSET', key, 'n', n, 'per', per, 'margin', margin, 'sp', sp, 'tat', tat)
 keep(key, now, tat, pause, gc_ms)
 if c == -1 then
-  return {1, wait, slot, tonumber(st[1]), tonumber(st[2]), tonumber(st[3])}
+  return {1, wait, slot, tonumber(st[1]), tonumber(st[2]), tonumber(st[3]), pause}
 end
-return {0, wait, slot}
+return {0, wait, slot, pause}
 `)
 
 // cancelScript gives a slot back if it is still the latest one handed out,

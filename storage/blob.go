@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -27,42 +25,6 @@ type Blobs interface {
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
-}
-
-// PutBlob writes body atomically under name.
-func (s *FileStore) PutBlob(ctx context.Context, name string, body []byte, contentType string) error {
-	if err := checkKey(name); err != nil {
-		return fmt.Errorf("put %s: %w", name, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("put %s: %w", name, err)
-	}
-	p := s.imagePath(name)
-	if err := mkdirs(s.root, filepath.Dir(p)); err != nil {
-		return fmt.Errorf("put %s: %w", name, err)
-	}
-	if _, err := writeAtomic(p, body); err != nil {
-		return fmt.Errorf("put %s: %w", name, err)
-	}
-	return nil
-}
-
-// GetBlob reads name.
-func (s *FileStore) GetBlob(ctx context.Context, name string) ([]byte, error) {
-	if err := checkKey(name); err != nil {
-		return nil, fmt.Errorf("get %s: %w", name, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("get %s: %w", name, err)
-	}
-	b, err := os.ReadFile(s.imagePath(name))
-	if os.IsNotExist(err) {
-		return nil, fmt.Errorf("get %s: %w", name, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", name, err)
-	}
-	return b, nil
 }
 
 // PutBlob uploads body under name with its sha256 as the payload hash, so

@@ -8,7 +8,8 @@
 // from a header), records the image's content type, size, SHA-256 and what
 // it was made from (scene, page, appid), and reports only what it really
 // stored: Put returns nil only once the service has checked the bytes'
-// Content-MD5 (S3) or the file is synced and renamed into place (file://).
+// signed SHA-256 (S3) or the file is renamed into place and synced
+// (file://).
 //
 // # Keys
 //
@@ -49,25 +50,35 @@
 // # Local folder (file://)
 //
 // The image of key spring/sku000123.jpg is DIR/spring/sku000123.jpg, and
-// its metadata a JSON sidecar at DIR/.wxacode/meta/spring/sku000123.jpg.json:
+// its metadata an extended attribute of that same file, user.wxacode.meta:
+// lines of a version, content type, size, modification time (ns), SHA-256,
+// scene, page and appid. One file per image; the folders hold nothing but
+// images, ready to hand to a printer.
 //
-//	{"content_type":"image/jpeg","size":40960,"sha256":"…","scene":"sku000123",
-//	 "page":"pages/item/item","appid":"wx…","image_mtime_ns":1767225600000000000}
+// Put writes a temporary .tmp-* file in the final folder, attaches the
+// metadata, and renames it over the final name. Durability is by group
+// commit: one syncfs(2) makes the bytes of every image written meanwhile
+// durable before their renames, and one more makes the renames durable
+// before Put returns; concurrent Puts share both. A crash leaves at worst a
+// hidden .tmp-* file (never listed), never a torn image under its name. The
+// record pins the image by size and modification time: an image changed
+// behind it (by hand) is described from its bytes, and Get fails if bytes
+// pinned by the record do not match its SHA-256. On a file system without
+// user extended attributes, Stat and List derive the SHA-256 from the bytes
+// and the scene from the key (page and appid stay empty).
 //
-// The image folders hold nothing but images, ready to hand to a printer.
-// Both files are written atomically: a temporary .tmp-* file in the final
-// folder, synced, renamed over the final name, then the folder synced. The
-// image goes first, its sidecar second; the sidecar pins the image by size
-// and modification time, so if a crash falls between the two renames (or
-// the image is replaced by hand) Stat, Get and List derive the content type,
-// size and SHA-256 from the image itself. Hidden files (.tmp-* left by a
-// crash, .wxacode) are never listed.
+// The store never follows a symbolic link inside its folder (openat2 with
+// RESOLVE_NO_SYMLINKS, or O_NOFOLLOW one component at a time) and never
+// writes outside it: a key that meets a link is an error naming the link.
+// The file store needs Linux.
 //
 // # S3
 //
 // Objects carry Content-Type and the metadata x-amz-meta-scene, -page,
-// -appid and -sha256 (values are ASCII, as S3 requires). Put sends
-// Content-MD5, which every S3-compatible service checks; the SDK's default
+// -appid and -sha256 (values are ASCII, as S3 requires). Put signs the
+// request with the body's SHA-256 (x-amz-content-sha256, computed once for
+// the metadata and reused), which S3-compatible services check against the
+// bytes received, so no Content-MD5 is computed on top; the SDK's default
 // trailing CRC checksums are turned off because COS and OSS do not accept
 // them. Re-putting a key overwrites it with the same bytes. The endpoint,
 // credentials and region come from the standard AWS configuration chain;

@@ -1,15 +1,18 @@
+//go:build linux
+
 package storage
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 func TestParseFileURL(t *testing.T) {
@@ -54,8 +57,9 @@ func TestFileStoreString(t *testing.T) {
 	}
 }
 
-// TestFileLayout checks where the image and its sidecar go, what the
-// sidecar holds, and that no temporary file is left.
+// TestFileLayout checks where the image goes, what its metadata record
+// holds, and that it is the only file: no second file per image, no
+// temporary file left.
 func TestFileLayout(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
@@ -68,36 +72,43 @@ func TestFileLayout(t *testing.T) {
 	if _, err := s.Put(t.Context(), "spring/sku000123.jpg", body, meta); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(root, "spring", "sku000123.jpg"))
+	p := filepath.Join(root, "spring", "sku000123.jpg")
+	b, err := os.ReadFile(p)
 	if err != nil || string(b) != string(body) {
 		t.Fatalf("image file: %v", err)
 	}
-	raw, err := os.ReadFile(filepath.Join(root, ".wxacode", "meta", "spring", "sku000123.jpg.json"))
+	buf := make([]byte, 1024)
+	n, err := unix.Getxattr(p, metaXattr, buf)
+	if err != nil {
+		t.Fatalf("metadata record: %v", err)
+	}
+	fi, err := os.Stat(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sc sidecar
-	if err := json.Unmarshal(raw, &sc); err != nil {
-		t.Fatal(err)
+	want := strings.Join([]string{"wxacode-meta-1", "image/jpeg", strconv.Itoa(len(body)), strconv.FormatInt(fi.ModTime().UnixNano(), 10),
+		sha(body), "sku000123", "pages/item/item", "wxapp"}, "\n")
+	if diff := cmp.Diff(want, string(buf[:n])); diff != "" {
+		t.Errorf("metadata record (-want +got):\n%s", diff)
 	}
-	sc.ImageMtime = 0
-	want := sidecar{ContentType: "image/jpeg", Size: int64(len(body)), SHA256: sha(body), Scene: "sku000123", Page: "pages/item/item", AppID: "wxapp"}
-	if diff := cmp.Diff(want, sc); diff != "" {
-		t.Errorf("sidecar (-want +got):\n%s", diff)
-	}
+	var files []string
 	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err == nil && strings.HasPrefix(d.Name(), ".tmp-") {
-			t.Errorf("temporary file left: %s", p)
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(root, p)
+			files = append(files, rel)
 		}
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if diff := cmp.Diff([]string{filepath.Join("spring", "sku000123.jpg")}, files); diff != "" {
+		t.Errorf("files in the folder (-want +got):\n%s", diff)
+	}
 }
 
-// TestFileCrashLeftovers plays the states a crash can leave and checks
-// that nothing wrong is reported.
+// TestFileCrashLeftovers plays the states a crash (or a hand) can leave
+// and checks that nothing wrong is reported.
 func TestFileCrashLeftovers(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -124,7 +135,7 @@ func TestFileCrashLeftovers(t *testing.T) {
 		}
 	})
 
-	t.Run("image replaced, sidecar not yet", func(t *testing.T) {
+	t.Run("image rewritten in place, metadata not", func(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(root, "c", "a.jpg"), fresh, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -141,8 +152,8 @@ func TestFileCrashLeftovers(t *testing.T) {
 		}
 	})
 
-	t.Run("sidecar lost", func(t *testing.T) {
-		if err := os.Remove(filepath.Join(root, ".wxacode", "meta", "c", "a.jpg.json")); err != nil {
+	t.Run("metadata lost", func(t *testing.T) {
+		if err := unix.Removexattr(filepath.Join(root, "c", "a.jpg"), metaXattr); err != nil {
 			t.Fatal(err)
 		}
 		obj, err := s.Stat(ctx, "c/a.jpg")
@@ -150,9 +161,9 @@ func TestFileCrashLeftovers(t *testing.T) {
 			t.Fatal(err)
 		}
 		if obj.SHA256 != sha(fresh) || obj.Meta != (Meta{Scene: "a"}) {
-			t.Errorf("Stat without sidecar = %+v, want sha256 of the file and the scene from the key", obj)
+			t.Errorf("Stat without metadata = %+v, want sha256 of the file and the scene from the key", obj)
 		}
-		// Putting it again restores the sidecar.
+		// Putting it again restores the metadata.
 		if _, err := s.Put(ctx, "c/a.jpg", fresh, meta); err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +172,7 @@ func TestFileCrashLeftovers(t *testing.T) {
 		}
 	})
 
-	t.Run("bytes changed behind the sidecar", func(t *testing.T) {
+	t.Run("bytes changed behind the metadata", func(t *testing.T) {
 		p := filepath.Join(root, "c", "a.jpg")
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -179,6 +190,97 @@ func TestFileCrashLeftovers(t *testing.T) {
 			t.Errorf("Get of a corrupted file: %v, want a corruption error", err)
 		}
 	})
+}
+
+// TestFileRefusesLinks checks that the store follows no symbolic link
+// inside its folder, to a place outside it or inside it: Put, Stat and Get
+// fail with an error naming the link, nothing is written through it, and
+// List does not list what lies behind it.
+func TestFileRefusesLinks(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	jpg := testImage(t, "jpg", 1)
+	for _, tc := range []struct {
+		name string
+		link string // the link, relative to the root
+		to   func(root, outside string) string
+		key  string
+	}{
+		{"folder linked outside", "evil", func(_, out string) string { return out }, "evil/a.jpg"},
+		{"file linked outside", "c/x.jpg", func(_, out string) string { return filepath.Join(out, "a.jpg") }, "c/x.jpg"},
+		{"folder linked inside", "alias", func(root, _ string) string { return filepath.Join(root, "c") }, "alias/b.jpg"},
+		{"file linked inside", "c/y.jpg", func(root, _ string) string { return filepath.Join(root, "c", "z.jpg") }, "c/y.jpg"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			root, outside := t.TempDir(), t.TempDir()
+			s, err := NewFile(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A real object, and a file outside that a link could reach.
+			if _, err := s.Put(ctx, "c/z.jpg", jpg, Meta{Scene: "z"}); err != nil {
+				t.Fatal(err)
+			}
+			decoy := []byte("outside: must stay as it is")
+			if err := os.WriteFile(filepath.Join(outside, "a.jpg"), decoy, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			before := snapshot(t, root, outside)
+			link := filepath.Join(root, filepath.FromSlash(tc.link))
+			if err := os.Symlink(tc.to(root, outside), link); err != nil {
+				t.Fatal(err)
+			}
+			linkName := filepath.FromSlash(tc.link)
+
+			_, err = s.Put(ctx, tc.key, testImage(t, "jpg", 2), Meta{Scene: "x"})
+			if err == nil || !strings.Contains(err.Error(), linkName+" is a symbolic link") {
+				t.Errorf("Put(%q) = %v, want an error naming the link %s", tc.key, err, linkName)
+			}
+			if _, err := s.Stat(ctx, tc.key); err == nil || !strings.Contains(err.Error(), "symbolic link") || errors.Is(err, ErrNotFound) {
+				t.Errorf("Stat(%q) = %v, want an error naming the link", tc.key, err)
+			}
+			if _, _, err := s.Get(ctx, tc.key); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+				t.Errorf("Get(%q) = %v, want an error naming the link", tc.key, err)
+			}
+			var listed []string
+			if err := s.List(ctx, "", func(o Object) error { listed = append(listed, o.Name); return nil }); err != nil {
+				t.Errorf("List: %v", err)
+			}
+			if diff := cmp.Diff([]string{"c/z.jpg"}, listed); diff != "" {
+				t.Errorf("List (-want +got):\n%s", diff)
+			}
+			if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+				t.Errorf("the link was replaced or removed: %v", err)
+			}
+			if err := os.Remove(link); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(before, snapshot(t, root, outside)); diff != "" {
+				t.Errorf("files changed through the link (-before +after):\n%s", diff)
+			}
+		})
+	}
+}
+
+// snapshot maps every file under the folders to its contents.
+func snapshot(t *testing.T, dirs ...string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			m[p] = string(b)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
 }
 
 // TestOpenRelativeFolder opens the default STORAGE_URL, a relative folder.

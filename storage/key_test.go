@@ -164,7 +164,7 @@ func checkFileStoreStaysInside(t *testing.T, key string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 2 { // the image and its sidecar
-		t.Fatalf("key %q: %d files under root, want 2: %v", key, len(files), files)
+	if len(files) != 1 || files[0] != want { // the image, its metadata on it
+		t.Fatalf("key %q: files under root %v, want only %s", key, files, want)
 	}
 }

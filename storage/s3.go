@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/md5"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
@@ -78,7 +76,8 @@ func NewS3(ctx context.Context, bucket, prefix string, opts Options) (*S3Store, 
 	lo := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(httpClient),
 		// COS and OSS do not take the SDK's default trailing CRC
-		// checksums (aws-chunked bodies); Put sends Content-MD5 instead.
+		// checksums (aws-chunked bodies); Put's signed SHA-256 of the
+		// body is checked by the service instead.
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
 	}
@@ -163,36 +162,42 @@ func (s *S3Store) String() string {
 	return "s3://" + s.bucket + "/" + strings.TrimSuffix(s.prefix, "/")
 }
 
-// Put uploads the image with its Content-Type, Content-MD5 (the service
-// refuses the upload if the bytes it received differ) and metadata
-// x-amz-meta-scene, -page, -appid and -sha256. Putting the same key again
-// overwrites it.
+// Put uploads the image with its Content-Type and metadata
+// x-amz-meta-scene, -page, -appid and -sha256. The request is signed with
+// the body's SHA-256 (x-amz-content-sha256, the hash Put computes anyway),
+// which the service checks against the bytes it received and refuses the
+// upload on a mismatch, so no Content-MD5 is computed on top. Putting the
+// same key again overwrites it.
 func (s *S3Store) Put(ctx context.Context, key string, body []byte, meta Meta) (Object, error) {
 	obj, err := checkPut(key, body, meta)
 	if err != nil {
 		return Object{}, fmt.Errorf("put %s: %w", key, err)
 	}
 	obj.Key = s.prefix + key
-	sum := md5.Sum(body)
+	if err := s.put(ctx, obj, body, obj.SHA256); err != nil {
+		return Object{}, fmt.Errorf("put %s: %w", key, err)
+	}
+	return obj, nil
+}
+
+// put uploads body as obj, signed with payloadHash as the body's SHA-256.
+func (s *S3Store) put(ctx context.Context, obj Object, body []byte, payloadHash string) error {
+	meta := obj.Meta
 	md := map[string]string{metaSHA256: obj.SHA256}
 	for k, v := range map[string]string{metaScene: meta.Scene, metaPage: meta.Page, metaAppID: meta.AppID} {
 		if v != "" {
 			md[k] = v
 		}
 	}
-	_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
+	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:        aws.String(s.bucket),
 		Key:           aws.String(obj.Key),
 		Body:          bytes.NewReader(body),
 		ContentLength: aws.Int64(obj.Size),
 		ContentType:   aws.String(obj.ContentType),
-		ContentMD5:    aws.String(base64.StdEncoding.EncodeToString(sum[:])),
 		Metadata:      md,
-	}, withPayloadHash(obj.SHA256))
-	if err != nil {
-		return Object{}, fmt.Errorf("put %s: %w", key, scrub(err, s.secrets))
-	}
-	return obj, nil
+	}, withPayloadHash(payloadHash))
+	return scrub(err, s.secrets)
 }
 
 // Stat reads the object's headers. ErrNotFound when absent.

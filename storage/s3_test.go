@@ -379,3 +379,34 @@ func newBucketWhenReady(t *testing.T, ctx context.Context, srv *testenv.MinIOSer
 		}
 	}
 }
+
+// TestS3PayloadHashChecked checks that the service verifies the signed
+// SHA-256 of the body (what replaces Content-MD5): bytes that do not match
+// it are refused and nothing is stored.
+func TestS3PayloadHashChecked(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t, 20*time.Second)
+	m := testenv.NewMinIO(t)
+	st, err := Open(ctx, "s3://"+m.Bucket, Options{Getenv: envFunc(m.Env())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := st.(*S3Store)
+	body := testImage(t, "png", 4)
+	key := Key("spring", "torn", "png")
+	obj, err := checkPut(key, body, Meta{Scene: "torn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj.Key = key
+	other := sha(testImage(t, "png", 5))
+	if err := s.put(ctx, obj, body, other); err == nil {
+		t.Fatal("put with a payload hash of other bytes: nil error, want the service's refusal")
+	}
+	if _, err := s.Stat(ctx, key); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Stat after the refused put: %v, want ErrNotFound", err)
+	}
+	if err := s.put(ctx, obj, body, obj.SHA256); err != nil {
+		t.Fatalf("put with the right hash: %v", err)
+	}
+}

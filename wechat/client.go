@@ -33,6 +33,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -300,7 +301,7 @@ func (c *Client) post(ctx context.Context, api, path, tok string, body []byte) (
 		return Image{}, err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
+	data, err := readBody(resp.Body, resp.ContentLength, maxBodyBytes)
 	ev = ev.Int("status", resp.StatusCode).Int("bytes", len(data)).Dur("duration", time.Since(start))
 	if err != nil {
 		err = redact(fmt.Errorf("read answer: %w", err), secrets...)
@@ -336,4 +337,36 @@ func classify(resp *http.Response, data []byte, tok string) (Image, error) {
 		return Image{}, newError(*e.Errcode, scrub(e.Errmsg, tok))
 	}
 	return Image{}, &BadResponseError{ContentType: resp.Header.Get("Content-Type"), Size: len(data), Snippet: snippet(data, tok)}
+}
+
+// scratch holds the buffers that answers of unknown length are read into
+// before they are copied out at their exact size. A buffer never leaves
+// readBody.
+var scratch = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxScratch is the largest buffer put back in scratch: a rare huge answer
+// is not kept for the life of the process.
+const maxScratch = 1 << 20
+
+// readBody reads an answer of up to limit bytes, and one byte more when it
+// is longer, so the caller can tell. The slice returned is the answer's
+// only allocation of its size: read in place when the length is announced,
+// or copied out of a pooled buffer when it is not (io.ReadAll would grow a
+// slice in steps to about twice the body).
+func readBody(r io.Reader, length int64, limit int) ([]byte, error) {
+	if length >= 0 && length <= int64(limit) {
+		b := make([]byte, length)
+		n, err := io.ReadFull(r, b)
+		return b[:n], err
+	}
+	buf := scratch.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxScratch {
+			buf.Reset()
+			scratch.Put(buf)
+		}
+	}()
+	buf.Reset()
+	_, err := buf.ReadFrom(io.LimitReader(r, int64(limit)+1))
+	return bytes.Clone(buf.Bytes()), err
 }

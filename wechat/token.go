@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -120,7 +121,9 @@ func (c StableTokenConfig) Validate() error {
 // expiry for the whole fleet: it takes a lease (a Lua compare-and-set on a
 // lock key, with the deadline inside the value); the others poll Redis
 // every PollInterval until the new token or a failure appears, or the lease
-// runs out. There is no process-local lock or cache in front of Redis.
+// runs out. Each process keeps the token it last read or fetched until the
+// token's refresh point, or until Invalidate drops it (WeChat refused it),
+// so a busy worker reads Redis about once per token, not once per call.
 //
 // A token is refreshed ahead of expiry, once less than the refresh margin
 // is left: max(60 s, a tenth of the lifetime WeChat gave), but never more
@@ -149,6 +152,9 @@ type StableTokenSource struct {
 	log          zerolog.Logger
 	onFetch      func()
 	keys         []string // token, lock, failure
+
+	mu    sync.Mutex
+	local sharedToken // the token as last read or stored, served until refreshAt
 }
 
 // NewStableTokenSource returns a source for cfg, with defaults filled in.
@@ -201,9 +207,40 @@ type sharedToken struct {
 
 func (t sharedToken) valid(now time.Time) bool { return t.token != "" && now.Before(t.expiresAt) }
 
+// cached returns the token the process holds if it is before its refresh
+// point.
+func (s *StableTokenSource) cached(now time.Time) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.local.valid(now) && now.Before(s.local.refreshAt) {
+		return s.local.token, true
+	}
+	return "", false
+}
+
+// keep makes st the token the process serves without reading Redis, until
+// its refresh point.
+func (s *StableTokenSource) keep(st sharedToken) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.local = st
+}
+
+// forget drops the process's copy of token, if it is the one held.
+func (s *StableTokenSource) forget(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.local.token == token {
+		s.local = sharedToken{}
+	}
+}
+
 // Token returns the shared token, fetching it when no process has a valid
 // one. It blocks while another process fetches, until ctx is done.
 func (s *StableTokenSource) Token(ctx context.Context) (string, error) {
+	if tok, ok := s.cached(s.now()); ok {
+		return tok, nil
+	}
 	var tick *time.Ticker
 	for {
 		now := s.now()
@@ -213,6 +250,7 @@ func (s *StableTokenSource) Token(ctx context.Context) (string, error) {
 		}
 		if st.valid(now) {
 			if now.Before(st.refreshAt) {
+				s.keep(st)
 				return st.token, nil
 			}
 			return s.refreshAhead(ctx, st), nil
@@ -266,6 +304,7 @@ return 0
 // Token fetches a new one. Another process may already have replaced it:
 // then nothing happens.
 func (s *StableTokenSource) Invalidate(ctx context.Context, token string) error {
+	s.forget(token)
 	n, err := invalidateScript.Run(ctx, s.rdb, s.keys[:1], token).Int()
 	if err != nil {
 		return fmt.Errorf("stable token for appid %s: invalidate: %w", s.appID, err)
@@ -421,6 +460,7 @@ func (s *StableTokenSource) store(ctx context.Context, owner, tok string, lifeti
 		return fmt.Errorf("stable token for appid %s: store: %w", s.appID, err)
 	}
 	s.log.Info().Str("appid", s.appID).Dur("expires_in", lifetime).Time("refresh_at", ref).Bool("stored", ok == 1).Msg("access token fetched")
+	s.keep(sharedToken{token: tok, expiresAt: exp, refreshAt: ref})
 	if s.onFetch != nil {
 		s.onFetch()
 	}
@@ -443,6 +483,7 @@ func (s *StableTokenSource) refreshAhead(ctx context.Context, st sharedToken) st
 		if err != nil {
 			return st.token
 		}
+		s.keep(cur)
 		return cur.token
 	}
 	tok, lifetime, ferr := s.request(ctx)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/wxacode/wxacode/internal/testenv"
 )
 
@@ -449,5 +451,76 @@ func TestURLTokenSourceWithClient(t *testing.T) {
 	}
 	if _, err := c.GetUnlimited(t.Context(), okRequest("y")); err != nil {
 		t.Fatalf("after revocation: %v", err)
+	}
+}
+
+// redisCounter counts the commands and pipelines a client sends.
+type redisCounter struct{ n atomic.Int64 }
+
+func (h *redisCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *redisCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *redisCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// TestStableTokenKeptInProcess checks that a process serves its token
+// without reading Redis until the refresh point, drops it when told that
+// WeChat refused it, and reads the fleet's token again after the refresh
+// point.
+func TestStableTokenKeptInProcess(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	f := newFakeWeChat(t)
+	f.set(func(f *fakeWeChat) { f.lifetime = 1000 }) // refresh 100 s before expiry
+	clock := newFakeClock()
+	var trips redisCounter
+	src := newStable(t, f, r, clock, func(c *StableTokenConfig) { c.Redis.AddHook(&trips) })
+	other := newStable(t, f, r, clock)
+	ctx := t.Context()
+
+	first := mustToken(t, src)
+	trips.n.Store(0)
+	for range 100 {
+		if tok := mustToken(t, src); tok != first {
+			t.Fatalf("Token = %q, want %q", tok, first)
+		}
+	}
+	clock.Add(899 * time.Second) // 101 s left: still before the refresh point
+	if tok := mustToken(t, src); tok != first {
+		t.Fatalf("Token before the refresh point = %q, want %q", tok, first)
+	}
+	if n := trips.n.Load(); n != 0 {
+		t.Errorf("%d Redis round trips for 101 calls with a token in the process, want 0", n)
+	}
+
+	// Refused by WeChat: dropped from the process, a new one fetched.
+	f.rotate(true)
+	if err := src.Invalidate(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	second := mustToken(t, src)
+	if second == first || f.fetches.Load() != 2 {
+		t.Fatalf("Token after Invalidate = %q with %d fetches; want a new token, 2 fetches", second, f.fetches.Load())
+	}
+	// Another process replaces it at its refresh point: this one reads
+	// the new token from Redis once past that point.
+	clock.Add(901 * time.Second)
+	f.rotate(false)
+	third := mustToken(t, other)
+	if third == second {
+		t.Fatalf("other process's refresh kept %q", third)
+	}
+	if tok := mustToken(t, src); tok != third || f.fetches.Load() != 3 {
+		t.Errorf("Token after the refresh point = %q with %d fetches; want %q, 3 fetches", tok, f.fetches.Load(), third)
 	}
 }
