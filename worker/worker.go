@@ -2,16 +2,23 @@
 // not ended, it takes a slot under the app's ceiling, calls WeChat, checks
 // the image, stores it and records the scene.
 //
-// Retry policy (DESIGN.md guarantee 4): permanent WeChat errors fail the
-// scene at once with its errcode; 45009 and 45011 pause the app for the
-// whole fleet and retry the scene without counting a failure; token errors
-// (the client dropped the refused token) are retried at once with a new
-// token, each call under its own slot; every other error (busy, HTTP 5xx, timeouts, storage or Redis
-// outages) is retried with backoff. A scene still not done after a batch
-// run's attempts stays pending and the batch is handed back to asynq, which
-// runs it again later; a run skips scenes that ended, and a batch that ran
-// before checks storage first, so nothing is paid for twice that was
-// stored.
+// What follows an error is one pure function, Policy.Decide (see its
+// table): permanent WeChat errors fail the scene at once with its errcode;
+// 45009 and 45011 pause the app for the whole fleet and retry the scene
+// without counting a failure; token errors are retried at once with a new
+// token, each call under its own slot; busy answers, HTTP and transport
+// errors are retried with backoff, and so is the ceiling while Redis is
+// away (it fails closed: no slot, no call). A scene still not done after a
+// batch run's attempts stays pending and the batch is handed back to
+// asynq, which runs it again later; a run skips scenes that ended, and a
+// batch that ran before checks storage first, so nothing is paid for twice
+// that was stored.
+//
+// A code paid for is never thrown away. When the store fails, a circuit
+// opens: no scene of any batch takes a slot until the store answers a
+// probe, and every image already paid for is kept and put again until it
+// is stored. Only a shutdown that outlasts its timeout gives such an image
+// up (the scene stays pending).
 package worker
 
 import (
@@ -77,6 +84,13 @@ type Config struct {
 	// Backoff is the first pause after a temporary error; it doubles up to
 	// MaxBackoff, with jitter. Defaults 200ms and 10s.
 	Backoff, MaxBackoff time.Duration
+	// RedisAttempts bounds the tries of a scene in one batch run while
+	// Redis (the ceiling) cannot be reached; they are spaced by the backoff,
+	// at most ProbeInterval apart. Default 60.
+	RedisAttempts int
+	// ProbeInterval is how often, while the store fails, it is probed and
+	// the images already paid for are put again. Default 500ms.
+	ProbeInterval time.Duration
 	// CheckCancel is how often a running batch looks for a cancel and
 	// renews its run lease. Default 1s.
 	CheckCancel time.Duration
@@ -99,6 +113,8 @@ func (c Config) withDefaults() Config {
 	c.UnknownAttempts = cmp.Or(c.UnknownAttempts, 3)
 	c.Backoff = cmp.Or(c.Backoff, 200*time.Millisecond)
 	c.MaxBackoff = cmp.Or(c.MaxBackoff, 10*time.Second)
+	c.RedisAttempts = cmp.Or(c.RedisAttempts, 60)
+	c.ProbeInterval = cmp.Or(c.ProbeInterval, 500*time.Millisecond)
 	c.CheckCancel = cmp.Or(c.CheckCancel, time.Second)
 	c.Lease = max(cmp.Or(c.Lease, 30*time.Second), 3*c.CheckCancel) // renewed every CheckCancel
 	if c.Metrics == nil {
@@ -120,10 +136,12 @@ func (c Config) Validate() error {
 		return errors.New("Store is required")
 	case c.Parallel < 0 || c.Parallel > 1024:
 		return fmt.Errorf("Parallel %d: want 1 to 1024", c.Parallel)
-	case c.Attempts < 0 || c.UnknownAttempts < 0:
-		return errors.New("Attempts and UnknownAttempts must not be negative")
+	case c.Attempts < 0 || c.UnknownAttempts < 0 || c.RedisAttempts < 0:
+		return errors.New("Attempts, UnknownAttempts and RedisAttempts must not be negative")
 	case c.Lease < 0 || c.CheckCancel < 0:
 		return errors.New("Lease and CheckCancel must not be negative")
+	case c.ProbeInterval < 0:
+		return errors.New("ProbeInterval must not be negative")
 	}
 	return nil
 }
@@ -131,9 +149,10 @@ func (c Config) Validate() error {
 // Observer receives the events metrics count. Implementations must be safe
 // for concurrent use.
 type Observer interface {
-	// Called records one call of interface B: its latency and outcome
-	// (errcode 0 for an image, -2 for a transport or HTTP error).
-	Called(app string, latency time.Duration, errcode int)
+	// Called records one call of interface B: its latency, its WeChat
+	// errcode (0 when none) and the Class of its error (ClassNone for an
+	// image).
+	Called(app string, latency time.Duration, errcode int, class Class)
 	// Waited records time spent waiting on the ceiling.
 	Waited(app string, d time.Duration)
 	// Stored and Failed record a scene's end.
@@ -143,14 +162,16 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) Called(string, time.Duration, int) {}
-func (nopObserver) Waited(string, time.Duration)      {}
-func (nopObserver) Stored(string)                     {}
-func (nopObserver) Failed(string, int)                {}
+func (nopObserver) Called(string, time.Duration, int, Class) {}
+func (nopObserver) Waited(string, time.Duration)             {}
+func (nopObserver) Stored(string)                            {}
+func (nopObserver) Failed(string, int)                       {}
 
 // Handler is the asynq handler of batch tasks.
 type Handler struct {
 	cfg     Config
+	policy  Policy
+	circuit *circuit
 	drain   chan struct{}
 	drained sync.Once
 }
@@ -160,7 +181,13 @@ func New(cfg Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("worker config: %w", err)
 	}
-	return &Handler{cfg: cfg.withDefaults(), drain: make(chan struct{})}, nil
+	cfg = cfg.withDefaults()
+	return &Handler{
+		cfg:     cfg,
+		policy:  Policy{Attempts: cfg.Attempts, UnknownAttempts: cfg.UnknownAttempts, RedisAttempts: cfg.RedisAttempts},
+		circuit: newCircuit(cfg.Store, cfg.ProbeInterval),
+		drain:   make(chan struct{}),
+	}, nil
 }
 
 // Drain makes running batches stop starting new scenes: calls in flight
@@ -417,7 +444,8 @@ func (r *batchRun) watch(ctx context.Context, halt func()) {
 	}
 }
 
-// scene takes one scene to its end, or leaves it pending.
+// scene takes one scene to its end, or leaves it pending. What follows an
+// error is Policy.Decide's to say.
 func (r *batchRun) scene(ctx, waitCtx context.Context, stop <-chan struct{}, index int64, scene string, ranBefore bool) {
 	req := wechat.UnlimitedRequest{Scene: scene, CodeOptions: r.c.Options}
 	if err := req.Validate(); err != nil {
@@ -425,142 +453,172 @@ func (r *batchRun) scene(ctx, waitCtx context.Context, stop <-chan struct{}, ind
 		return
 	}
 	meta := storage.Meta{Scene: scene, Page: r.c.Options.Page, AppID: r.c.AppID}
-	if ranBefore {
-		// A run that was cut short may have stored the image without
-		// recording it: look before paying again.
-		if obj, ok := r.findStored(ctx, scene); ok {
-			r.succeed(ctx, index, obj, true)
-			return
-		}
-	}
-	unknown := 0
-	for attempt := 0; ; {
+	// A run that was cut short may have stored the image without
+	// recording it: look before paying again.
+	checked := !ranBefore
+	var n Attempts
+	for {
 		select {
 		case <-stop:
 			r.leave(nil)
 			return
 		default:
 		}
-		waitStart := time.Now()
-		if err := r.h.cfg.Limiter.Wait(waitCtx, r.c.AppID); err != nil {
-			if waitCtx.Err() != nil {
-				err = nil // halted: not an error of the scene
-			} else {
-				err = fmt.Errorf("ceiling: %w", err)
-			}
-			r.leave(err)
+		// No slot is taken while the store fails: the code could not be
+		// kept.
+		if !r.h.circuit.wait(waitCtx, stop) {
+			r.leave(nil)
 			return
 		}
-		r.h.cfg.Metrics.Waited(r.c.AppID, time.Since(waitStart))
-		// The call and the upload finish even when a drain starts: the
-		// slot is spent and WeChat may already be generating the code.
-		callCtx := context.WithoutCancel(ctx)
-		callStart := time.Now()
-		img, err := r.codes.GetUnlimited(callCtx, req)
-		var we *wechat.Error
-		code := 0
-		if errors.As(err, &we) {
-			code = we.Code
-		} else if err != nil {
-			code = -2
-		}
-		if !errors.Is(err, wechat.ErrNoToken) { // nothing was sent without a token
-			r.h.cfg.Metrics.Called(r.c.AppID, time.Since(callStart), code)
-		}
-		if err == nil {
-			obj, perr := r.put(callCtx, stop, scene, img, meta)
-			if perr != nil {
-				r.leave(perr)
+		if !checked {
+			obj, found, err := r.findStored(ctx, scene)
+			if err != nil {
+				r.storeFailed(err)
+				continue
+			}
+			checked = true
+			if found {
+				r.succeed(ctx, index, obj, true)
 				return
 			}
-			r.succeed(ctx, index, obj, false)
+		}
+		img, code, err := r.call(ctx, waitCtx, req)
+		if errors.Is(err, ErrRedis) && waitCtx.Err() != nil {
+			// Halted while waiting for a slot: not an error of the scene.
+			r.leave(nil)
 			return
 		}
-		switch {
-		case errors.Is(err, wechat.ErrCredentials):
-			// A configuration fault, not the scene's: every scene would
-			// fail the same way. Hand the batch back and say so.
-			r.log.Error().Err(err).Msg("WeChat refused the app's credentials")
-			r.leave(err)
+		if errors.Is(err, errNotCalled) {
+			continue // the store failed meanwhile: the slot goes unused
+		}
+		if err == nil {
+			// The image is paid for: it is kept until stored, whatever
+			// the store does, and a drain does not cut this short.
+			r.keep(ctx, index, scene, img, meta)
 			return
-		case wechat.IsPermanent(err):
+		}
+		act := r.h.policy.Decide(err, n)
+		n = n.Add(Classify(err))
+		switch act {
+		case FailNow:
 			rid := ""
-			if we != nil {
+			var we *wechat.Error
+			if errors.As(err, &we) {
 				rid = we.RID
 			}
 			r.fail(ctx, index, scene, code, rid, errMessage(err))
 			return
-		case wechat.IsRateLimited(err):
+		case HandBack:
+			if Classify(err) == ClassCredentials {
+				// A configuration fault, not the scene's: every scene
+				// would fail the same way. Hand the batch back and say so.
+				r.log.Error().Err(err).Msg("WeChat refused the app's credentials")
+			}
+			r.leave(err)
+			return
+		case PauseApp:
 			until, perr := r.h.cfg.Limiter.Pause(ctx, r.c.AppID, 0)
-			r.log.Warn().Int("errcode", code).Str("scene", scene).Str("rid", we.RID).Time("paused_until", until).AnErr("pause_error", perr).Msg("WeChat rate limit: app paused")
-			continue // not an attempt: the pause holds the next try
-		}
-		if wechat.IsTokenInvalid(err) {
+			r.log.Warn().Int("errcode", code).Str("scene", scene).Time("paused_until", until).AnErr("pause_error", perr).Msg("WeChat rate limit: app paused")
+		case RetryNewToken:
 			// The client dropped the refused token: try again at once with
 			// a new one, under a new slot (the client makes no call of its
 			// own, see wechat.Config.NoTokenRetry).
-			attempt++
-			if attempt >= r.h.cfg.Attempts {
+		case BackOff:
+			d := r.backoff(n.Tries)
+			if Classify(err) == ClassRedis {
+				d = min(r.backoff(n.Redis), r.h.cfg.ProbeInterval)
+			}
+			r.log.Debug().Err(err).Str("scene", scene).Int("attempt", n.Tries).Msg("temporary error: retrying")
+			if !sleep(ctx, stop, d) {
 				r.leave(err)
 				return
 			}
-			continue
-		}
-		if we != nil && !we.Known() {
-			unknown++
-			if unknown >= r.h.cfg.UnknownAttempts {
-				r.fail(ctx, index, scene, code, we.RID, errMessage(err))
-				return
-			}
-		}
-		attempt++
-		if attempt >= r.h.cfg.Attempts {
-			r.leave(err)
-			return
-		}
-		r.log.Debug().Err(err).Str("scene", scene).Int("attempt", attempt).Msg("temporary error: retrying")
-		if !sleep(ctx, stop, r.backoff(attempt)) {
-			r.leave(err)
-			return
 		}
 	}
 }
 
-// put stores the image, retrying a failing store with backoff.
-func (r *batchRun) put(ctx context.Context, stop <-chan struct{}, scene string, img wechat.Image, meta storage.Meta) (storage.Object, error) {
+// errNotCalled is returned by call when a slot was granted but the call
+// was not made, because the store failed meanwhile.
+var errNotCalled = errors.New("call not made: the store fails")
+
+// call takes a slot and makes one call. code is the WeChat errcode of err
+// (0 when none).
+func (r *batchRun) call(ctx, waitCtx context.Context, req wechat.UnlimitedRequest) (wechat.Image, int, error) {
+	waitStart := time.Now()
+	if err := r.h.cfg.Limiter.Wait(waitCtx, r.c.AppID); err != nil {
+		return wechat.Image{}, 0, fmt.Errorf("%w: ceiling: %w", ErrRedis, err)
+	}
+	r.h.cfg.Metrics.Waited(r.c.AppID, time.Since(waitStart))
+	if r.h.circuit.isOpen() {
+		return wechat.Image{}, 0, errNotCalled
+	}
+	// The call finishes even when a drain starts: the slot is spent and
+	// WeChat may already be generating the code.
+	callStart := time.Now()
+	img, err := r.codes.GetUnlimited(context.WithoutCancel(ctx), req)
+	code := 0
+	var we *wechat.Error
+	if errors.As(err, &we) {
+		code = we.Code
+	}
+	if !errors.Is(err, wechat.ErrNoToken) { // nothing was sent without a token
+		r.h.cfg.Metrics.Called(r.c.AppID, time.Since(callStart), code, Classify(err))
+	}
+	return img, code, err
+}
+
+// keep stores a paid image. While the store fails it opens the circuit
+// (so no new call is paid for) and puts again every ProbeInterval, until
+// the store takes it or ctx ends (the worker's shutdown timeout): only
+// then is the image given up and the scene left pending.
+func (r *batchRun) keep(ctx context.Context, index int64, scene string, img wechat.Image, meta storage.Meta) {
 	key := storage.Key(r.c.Name, scene, imagetype.Ext(img.ContentType))
-	var err error
-	for attempt := 1; ; attempt++ {
-		var obj storage.Object
-		obj, err = r.h.cfg.Store.Put(ctx, key, img.Data, meta)
+	for tries := 1; ; tries++ {
+		obj, err := r.h.cfg.Store.Put(ctx, key, img.Data, meta)
 		if err == nil {
-			return obj, nil
+			if d := r.h.circuit.reset(); d > 0 {
+				r.log.Info().Dur("held_for", d).Msg("store answers again: calls resume")
+			}
+			r.succeed(ctx, index, obj, false)
+			return
 		}
-		if attempt >= r.h.cfg.Attempts {
-			break
+		err = fmt.Errorf("%w: put %s: %w", ErrStorage, key, err)
+		if ctx.Err() != nil {
+			r.log.Warn().Err(err).Str("scene", scene).Int("tries", tries).Msg("store still failing at shutdown: paid image given up, scene left pending")
+			r.leave(err)
+			return
 		}
-		r.log.Warn().Err(err).Str("scene", scene).Int("attempt", attempt).Msg("store failed: retrying")
-		// A drain does not cut this short: the code is paid for.
-		if !sleep(ctx, nil, r.backoff(attempt)) {
-			break
-		}
+		r.storeFailed(err) // Policy.Decide: KeepImageWaitStorage
+
+		sleep(ctx, nil, r.h.cfg.ProbeInterval)
 	}
-	return storage.Object{}, fmt.Errorf("store %s: %w", key, err)
 }
 
-// findStored looks for the scene's image under either extension.
-func (r *batchRun) findStored(ctx context.Context, scene string) (storage.Object, bool) {
+// storeFailed opens the circuit, saying so the first time.
+func (r *batchRun) storeFailed(err error) {
+	if r.h.circuit.trip() {
+		r.log.Warn().Err(err).Msg("store failing: no new calls until it answers; paid images kept")
+	}
+}
+
+// findStored looks for the scene's image under either extension. An
+// error means the store could not tell.
+func (r *batchRun) findStored(ctx context.Context, scene string) (storage.Object, bool, error) {
 	exts := []string{"jpg", "png"}
 	if r.c.Options.IsHyaline {
 		exts = []string{"png", "jpg"}
 	}
 	for _, ext := range exts {
-		obj, err := r.h.cfg.Store.Stat(ctx, storage.Key(r.c.Name, scene, ext))
+		key := storage.Key(r.c.Name, scene, ext)
+		obj, err := r.h.cfg.Store.Stat(ctx, key)
 		if err == nil && obj.Meta.Scene == scene && obj.SHA256 != "" {
-			return obj, true
+			return obj, true, nil
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return storage.Object{}, false, fmt.Errorf("%w: stat %s: %w", ErrStorage, key, err)
 		}
 	}
-	return storage.Object{}, false
+	return storage.Object{}, false, nil
 }
 
 func (r *batchRun) succeed(ctx context.Context, index int64, obj storage.Object, found bool) {

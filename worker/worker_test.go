@@ -43,7 +43,7 @@ type countingObserver struct {
 	nopObserver
 }
 
-func (o *countingObserver) Called(app string, d time.Duration, code int) {
+func (o *countingObserver) Called(app string, d time.Duration, code int, class Class) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.calls++

@@ -323,7 +323,7 @@ pending. What is done stays done; only 'wxacode retry' resumes it.`,
 
 // openStore connects to Redis and returns its campaign store; the caller
 // closes the client.
-func openStore(ctx context.Context, redisURL string) (*redis.Client, *campaign.Store, error) {
+func openStore(ctx context.Context, redisURL string) (redis.UniversalClient, *campaign.Store, error) {
 	rdb, err := openRedis(ctx, redisURL, 0)
 	if err != nil {
 		return nil, nil, err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wxacode/wxacode/internal/testenv"
+	"github.com/wxacode/wxacode/worker"
 )
 
 // serveStart runs `wxacode args...` in-process with env until the test's
@@ -142,12 +143,12 @@ func TestWorkerMetricsServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Called("wxa1", 80*time.Millisecond, 45009)
+	m.Called("wxa1", 80*time.Millisecond, 45009, worker.ClassRateLimited)
 	m.Stored("spring")
 	base := "http://" + addr.String()
 	code, body := serveGet(t, base+"/metrics", "")
 	for _, want := range []string{
-		`wxacode_calls_total{appid="wxa1",errcode="45009"} 1`,
+		`wxacode_calls_total{appid="wxa1",class="rate_limited",errcode="45009"} 1`,
 		`wxacode_rate_limited_total{appid="wxa1"} 1`,
 		`wxacode_codes_stored_total{campaign="spring"} 1`,
 		`go_goroutines `,

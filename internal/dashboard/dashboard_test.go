@@ -210,7 +210,7 @@ func TestPages(t *testing.T) {
 		`<b>32.0%</b> · 8 of 25 scenes ended`, // 5 + 3 of 25
 		`5 succeeded`, `3 failed`, `17 pending`,
 		`style="width: 20.0%"`, `style="width: 12.0%"`, // the bar's two parts
-		`<td>41030</td><td>page does not exist or is not published</td><td class="n">2</td>`,
+		`<td>41030</td><td>permanent: page does not exist or is not published</td><td class="n">2</td>`,
 		`<meta http-equiv="refresh" content="3">`,
 		`href="/monitoring/"`,
 	} {

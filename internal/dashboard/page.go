@@ -14,6 +14,7 @@ import (
 
 	"github.com/wxacode/wxacode/campaign"
 	"github.com/wxacode/wxacode/wechat"
+	"github.com/wxacode/wxacode/worker"
 )
 
 //go:embed page.html
@@ -147,13 +148,16 @@ func sortedFailures(m map[int]int64) []failure {
 	return out
 }
 
-// errText says what an errcode recorded against a scene means.
+// errText says what an errcode recorded against a scene means, led by its
+// class as the worker's retry policy and metrics name it.
 func errText(code int) string {
+	return worker.CodeClass(code).String() + ": " + codeText(code)
+}
+
+func codeText(code int) string {
 	switch code {
 	case 0:
-		return "no WeChat errcode (storage, image check or other error)"
-	case -2:
-		return "transport or HTTP error"
+		return "no WeChat errcode (the request failed validation)"
 	case wechat.CodeBusy:
 		return "WeChat busy"
 	case wechat.CodeInvalidArgs:

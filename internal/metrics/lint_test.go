@@ -16,6 +16,7 @@ import (
 	"github.com/wxacode/wxacode/internal/metrics"
 	"github.com/wxacode/wxacode/internal/testenv"
 	"github.com/wxacode/wxacode/wechat"
+	"github.com/wxacode/wxacode/worker"
 )
 
 // TestPromlint lints every metric wxacode serves, fleet and worker, as
@@ -32,8 +33,8 @@ func TestPromlint(t *testing.T) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	w := metrics.NewWorker(reg)
-	w.Called("wx0123456789abcdef", 40*time.Millisecond, 0)
-	w.Called("wx0123456789abcdef", 40*time.Millisecond, 45009)
+	w.Called("wx0123456789abcdef", 40*time.Millisecond, 0, worker.ClassNone)
+	w.Called("wx0123456789abcdef", 40*time.Millisecond, 45009, worker.ClassRateLimited)
 	w.Waited("wx0123456789abcdef", time.Second)
 	w.Stored("spring")
 	w.Failed("spring", 41030)

@@ -20,6 +20,7 @@ import (
 	"github.com/wxacode/wxacode/internal/testenv"
 	"github.com/wxacode/wxacode/producer"
 	"github.com/wxacode/wxacode/wechat"
+	"github.com/wxacode/wxacode/worker"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -28,12 +29,12 @@ func TestWorkerCounts(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewPedanticRegistry()
 	w := metrics.NewWorker(reg)
-	w.Called("wx00000000000000a1", 31250*time.Microsecond, 0)
-	w.Called("wx00000000000000a1", 250*time.Millisecond, 0)
-	w.Called("wx00000000000000a1", 46875*time.Microsecond, 45009)
-	w.Called("wx00000000000000a1", 46875*time.Microsecond, 45011)
-	w.Called("wx00000000000000a2", 3*time.Second, -2)
-	w.Called("wx00000000000000a2", 15625*time.Microsecond, -1)
+	w.Called("wx00000000000000a1", 31250*time.Microsecond, 0, worker.ClassNone)
+	w.Called("wx00000000000000a1", 250*time.Millisecond, 0, worker.ClassNone)
+	w.Called("wx00000000000000a1", 46875*time.Microsecond, 45009, worker.ClassRateLimited)
+	w.Called("wx00000000000000a1", 46875*time.Microsecond, 45011, worker.ClassRateLimited)
+	w.Called("wx00000000000000a2", 3*time.Second, 0, worker.ClassTransport)
+	w.Called("wx00000000000000a2", 15625*time.Microsecond, -1, worker.ClassBusy)
 	w.Waited("wx00000000000000a1", 1500*time.Millisecond)
 	w.Waited("wx00000000000000a1", 500*time.Millisecond)
 	w.Stored("spring")
@@ -45,13 +46,13 @@ func TestWorkerCounts(t *testing.T) {
 	w.TokenRefreshed("wx00000000000000a1")
 
 	want := `
-# HELP wxacode_calls_total Calls of WeChat interface B by appid and errcode (0: an image; -2: a transport or HTTP error).
+# HELP wxacode_calls_total Calls of WeChat interface B by appid, errcode (0: an image; empty: no errcode came back) and error class (none: an image; see worker.Class).
 # TYPE wxacode_calls_total counter
-wxacode_calls_total{appid="wx00000000000000a1",errcode="0"} 2
-wxacode_calls_total{appid="wx00000000000000a1",errcode="45009"} 1
-wxacode_calls_total{appid="wx00000000000000a1",errcode="45011"} 1
-wxacode_calls_total{appid="wx00000000000000a2",errcode="-1"} 1
-wxacode_calls_total{appid="wx00000000000000a2",errcode="-2"} 1
+wxacode_calls_total{appid="wx00000000000000a1",class="none",errcode="0"} 2
+wxacode_calls_total{appid="wx00000000000000a1",class="rate_limited",errcode="45009"} 1
+wxacode_calls_total{appid="wx00000000000000a1",class="rate_limited",errcode="45011"} 1
+wxacode_calls_total{appid="wx00000000000000a2",class="busy",errcode="-1"} 1
+wxacode_calls_total{appid="wx00000000000000a2",class="transport",errcode=""} 1
 # HELP wxacode_rate_limited_total Calls WeChat answered with a minute limit (45009 or 45011).
 # TYPE wxacode_rate_limited_total counter
 wxacode_rate_limited_total{appid="wx00000000000000a1"} 2

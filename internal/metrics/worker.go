@@ -8,6 +8,7 @@
 package metrics
 
 import (
+	"github.com/wxacode/wxacode/worker"
 	"strconv"
 	"time"
 
@@ -42,8 +43,8 @@ func NewWorker(reg prometheus.Registerer) *Worker {
 	return &Worker{
 		calls: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "wxacode_calls_total",
-			Help: "Calls of WeChat interface B by appid and errcode (0: an image; -2: a transport or HTTP error).",
-		}, []string{"appid", "errcode"}),
+			Help: "Calls of WeChat interface B by appid, errcode (0: an image; empty: no errcode came back) and error class (none: an image; see worker.Class).",
+		}, []string{"appid", "errcode", "class"}),
 		callDuration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "wxacode_call_duration_seconds",
 			Help:    "Latency of calls of WeChat interface B, whatever their answer.",
@@ -77,10 +78,14 @@ func NewWorker(reg prometheus.Registerer) *Worker {
 	}
 }
 
-// Called records one call of interface B: its latency and its errcode (0
-// for an image, -2 for a transport or HTTP error).
-func (w *Worker) Called(app string, latency time.Duration, errcode int) {
-	w.calls.WithLabelValues(app, strconv.Itoa(errcode)).Inc()
+// Called records one call of interface B: its latency, its WeChat errcode
+// (0 when none) and the class of its error (worker.ClassNone for an image).
+func (w *Worker) Called(app string, latency time.Duration, errcode int, class worker.Class) {
+	code := strconv.Itoa(errcode)
+	if errcode == 0 && class != worker.ClassNone {
+		code = "" // no errcode came back
+	}
+	w.calls.WithLabelValues(app, code, class.String()).Inc()
 	w.callDuration.WithLabelValues(app).Observe(latency.Seconds())
 	if errcode == codeFrequencyLimit || errcode == codeMinuteQuota {
 		w.rateLimited.WithLabelValues(app).Inc()
