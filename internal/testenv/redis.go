@@ -97,6 +97,20 @@ func NewRedisServer(t testing.TB) *RedisServer {
 	return s
 }
 
+// NewRedisServerAOF starts a private Redis server that keeps its data in an
+// append-only file in a folder of the test's, so a Stop (a SIGKILL) and a
+// Start bring it back with every write it acknowledged. It is stopped when
+// the test ends.
+func NewRedisServerAOF(t testing.TB) *RedisServer {
+	t.Helper()
+	s, err := startRedis([]string{"--appendonly", "yes", "--appendfsync", "everysec", "--dir", t.TempDir()})
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
 // NewRedisOn gives the test a flushed database db on a private server.
 func NewRedisOn(t testing.TB, s *RedisServer, db int) *Redis {
 	t.Helper()
@@ -130,8 +144,9 @@ func startRedis(extra []string) (*RedisServer, error) {
 	return s, nil
 }
 
-// Start starts the server (again) on its address. Data is not kept across a
-// Stop: the server runs without persistence.
+// Start starts the server (again) on its address. Data is kept across a
+// Stop only by a server with persistence (NewRedisServerAOF, cluster
+// nodes).
 func (s *RedisServer) Start() error {
 	if err := s.proc.start(); err != nil {
 		return err
@@ -147,14 +162,18 @@ func (s *RedisServer) Start() error {
 	return err
 }
 
-// Stop kills the server and waits until it has exited.
+// Stop kills the server (SIGKILL) and waits until it has exited.
 func (s *RedisServer) Stop() { s.proc.stop() }
+
+// Port is the server's port, as a string.
+func (s *RedisServer) Port() string { return s.Addr[strings.LastIndexByte(s.Addr, ':')+1:] }
 
 // RedisCluster is a Redis Cluster of primaries on loopback ports.
 type RedisCluster struct {
 	// Addrs are the nodes' host:port addresses.
 	Addrs   []string
 	servers []*RedisServer
+	cli     string
 }
 
 // Client returns a cluster client, closed when the test ends.
@@ -165,7 +184,8 @@ func (c *RedisCluster) Client(t testing.TB) *redis.ClusterClient {
 }
 
 // NewRedisCluster starts a three-node Redis Cluster (no replicas) for the
-// test and stops it when the test ends.
+// test and stops it when the test ends. Each node keeps an append-only
+// file, so a node restarted with Restart comes back with its data.
 func NewRedisCluster(t testing.TB) *RedisCluster {
 	t.Helper()
 	cli, err := findTool("redis-cli")
@@ -179,6 +199,7 @@ func NewRedisCluster(t testing.TB) *RedisCluster {
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
 			"--dir", dir, "--databases", "1",
+			"--appendonly", "yes", "--appendfsync", "everysec",
 		})
 		if err != nil {
 			t.Fatalf("testenv: cluster node: %v", err)
@@ -192,21 +213,60 @@ func NewRedisCluster(t testing.TB) *RedisCluster {
 	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
 		t.Fatalf("testenv: redis-cli --cluster create: %v\n%s", err, out)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	c.cli = cli
+	if err := c.waitOK(20 * time.Second); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return c
+}
+
+// waitOK waits until every node says the cluster is ok.
+func (c *RedisCluster) waitOK(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		ok := true
-		for _, a := range c.Addrs {
-			out, err := exec.Command(cli, "-h", "127.0.0.1", "-p", strings.Split(a, ":")[1], "cluster", "info").CombinedOutput()
+		for _, s := range c.servers {
+			out, err := exec.Command(c.cli, "-h", "127.0.0.1", "-p", s.Port(), "cluster", "info").CombinedOutput()
 			if err != nil || !strings.Contains(string(out), "cluster_state:ok") {
 				ok = false
 			}
 		}
 		if ok {
-			return c
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("testenv: redis cluster not ok after 20s")
+			return fmt.Errorf("redis cluster not ok after %s", timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// URL is the cluster's redis-cluster:// URL.
+func (c *RedisCluster) URL() string { return "redis-cluster://" + strings.Join(c.Addrs, ",") }
+
+// Node returns the index of the node that serves key.
+func (c *RedisCluster) Node(ctx context.Context, key string) (int, error) {
+	cl := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs})
+	defer cl.Close()
+	m, err := cl.MasterForKey(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("node of %s: %w", key, err)
+	}
+	for i, a := range c.Addrs {
+		if a == m.Options().Addr {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("node of %s: %s is not a node of the cluster", key, m.Options().Addr)
+}
+
+// Stop kills node i (SIGKILL); its append-only file stays for Start.
+func (c *RedisCluster) Stop(i int) { c.servers[i].Stop() }
+
+// Start starts node i again and waits until the cluster is ok.
+func (c *RedisCluster) Start(i int) error {
+	if err := c.servers[i].Start(); err != nil {
+		return err
+	}
+	return c.waitOK(30 * time.Second)
 }
