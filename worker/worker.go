@@ -88,6 +88,9 @@ type Config struct {
 	// Redis (the ceiling) cannot be reached; they are spaced by the backoff,
 	// at most ProbeInterval apart. Default 60.
 	RedisAttempts int
+	// PutTimeout bounds one put; a store that hangs counts as failing.
+	// Default 10s.
+	PutTimeout time.Duration
 	// ProbeInterval is how often, while the store fails, it is probed and
 	// the images already paid for are put again. Default 500ms.
 	ProbeInterval time.Duration
@@ -115,6 +118,7 @@ func (c Config) withDefaults() Config {
 	c.MaxBackoff = cmp.Or(c.MaxBackoff, 10*time.Second)
 	c.RedisAttempts = cmp.Or(c.RedisAttempts, 60)
 	c.ProbeInterval = cmp.Or(c.ProbeInterval, 500*time.Millisecond)
+	c.PutTimeout = cmp.Or(c.PutTimeout, 10*time.Second)
 	c.CheckCancel = cmp.Or(c.CheckCancel, time.Second)
 	c.Lease = max(cmp.Or(c.Lease, 30*time.Second), 3*c.CheckCancel) // renewed every CheckCancel
 	if c.Metrics == nil {
@@ -140,8 +144,8 @@ func (c Config) Validate() error {
 		return errors.New("Attempts, UnknownAttempts and RedisAttempts must not be negative")
 	case c.Lease < 0 || c.CheckCancel < 0:
 		return errors.New("Lease and CheckCancel must not be negative")
-	case c.ProbeInterval < 0:
-		return errors.New("ProbeInterval must not be negative")
+	case c.ProbeInterval < 0 || c.PutTimeout < 0:
+		return errors.New("ProbeInterval and PutTimeout must not be negative")
 	}
 	return nil
 }
@@ -524,9 +528,11 @@ func (r *batchRun) scene(ctx, waitCtx context.Context, stop <-chan struct{}, ind
 			// a new one, under a new slot (the client makes no call of its
 			// own, see wechat.Config.NoTokenRetry).
 		case BackOff:
-			d := r.backoff(n.Tries)
+			var d time.Duration
 			if Classify(err) == ClassRedis {
 				d = min(r.backoff(n.Redis), r.h.cfg.ProbeInterval)
+			} else {
+				d = r.backoff(n.Tries)
 			}
 			r.log.Debug().Err(err).Str("scene", scene).Int("attempt", n.Tries).Msg("temporary error: retrying")
 			if !sleep(ctx, stop, d) {
@@ -574,7 +580,9 @@ func (r *batchRun) call(ctx, waitCtx context.Context, req wechat.UnlimitedReques
 func (r *batchRun) keep(ctx context.Context, index int64, scene string, img wechat.Image, meta storage.Meta) {
 	key := storage.Key(r.c.Name, scene, imagetype.Ext(img.ContentType))
 	for tries := 1; ; tries++ {
-		obj, err := r.h.cfg.Store.Put(ctx, key, img.Data, meta)
+		pctx, cancel := context.WithTimeout(ctx, r.h.cfg.PutTimeout)
+		obj, err := r.h.cfg.Store.Put(pctx, key, img.Data, meta)
+		cancel()
 		if err == nil {
 			if d := r.h.circuit.reset(); d > 0 {
 				r.log.Info().Dur("held_for", d).Msg("store answers again: calls resume")
@@ -669,7 +677,7 @@ func (r *batchRun) leave(err error) {
 }
 
 func (r *batchRun) backoff(attempt int) time.Duration {
-	d := r.h.cfg.Backoff << min(attempt-1, 16)
+	d := r.h.cfg.Backoff << min(max(attempt-1, 0), 16)
 	d = min(d, r.h.cfg.MaxBackoff)
 	return d/2 + rand.N(d/2+1)
 }

@@ -177,7 +177,10 @@ func (a *app) runWorker(ctx context.Context, o *workerOptions) error {
 		return err
 	}
 	defer rdb.Close()
-	store, err := storage.Open(ctx, o.storageURL, storage.Options{CreateBucket: o.createBucket, Getenv: a.getenv, Logger: log})
+	// One attempt per put: the worker keeps a paid image and puts it again
+	// itself, and the SDK's own retries would only delay noticing that the
+	// store is down (and so keep paying for calls meanwhile).
+	store, err := storage.Open(ctx, o.storageURL, storage.Options{CreateBucket: o.createBucket, MaxAttempts: 1, Getenv: a.getenv, Logger: log})
 	if err != nil {
 		return fmt.Errorf("--storage/STORAGE_URL: %w", err)
 	}
