@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"syscall"
@@ -166,17 +167,26 @@ func (rg *outageRig) finish(from, to time.Time) outageFigures {
 			t.Errorf("worker %d did not stop within 40 s of SIGTERM", i)
 		}
 	}
-	// serve survived too, and answers.
+	// serve survived too, and answers: the campaign API, asynqmon and the
+	// health check, all through the same kind of Redis connection.
 	select {
 	case <-rg.serve.done:
 		t.Errorf("serve exited during the run: %s", tail(rg.serve.out.String(), 2000))
 	default:
-		resp, err := http.Get(rg.dashboard + "/api/campaigns/" + rg.name)
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Errorf("serve after the outage: %v %v", resp, err)
-		}
-		if resp != nil {
+		for _, path := range []string{"/api/campaigns/" + rg.name, "/monitoring/api/queues", "/healthz"} {
+			resp, err := http.Get(rg.dashboard + path)
+			if err != nil {
+				t.Errorf("serve after the outage: GET %s: %v", path, err)
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("serve after the outage: GET %s: %s %s", path, resp.Status, body)
+			}
+			if path == "/monitoring/api/queues" && !strings.Contains(string(body), "wxacode-default") {
+				t.Errorf("asynqmon after the outage does not list the queue: %s", body)
+			}
 		}
 	}
 
