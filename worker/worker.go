@@ -476,10 +476,11 @@ func (r *batchRun) scene(ctx, waitCtx context.Context, stop <-chan struct{}, ind
 		}
 		if !checked {
 			obj, found, err := r.findStored(ctx, scene)
-			if err != nil {
-				r.storeFailed(err)
-				continue
+			if err != nil && r.h.circuit.isOpen() {
+				continue // the store is down: look again when it is back
 			}
+			// A store that cannot tell while puts work (some refuse a
+			// look-up of a missing key) counts as "not stored".
 			checked = true
 			if found {
 				r.succeed(ctx, index, obj, true)

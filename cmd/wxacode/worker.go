@@ -57,7 +57,12 @@ The app secret comes from WECHAT_SECRET or from the file named by --secret-file
 token service give its URL with --token-url (or WECHAT_TOKEN_URL) instead.
 
 On SIGINT or SIGTERM the worker stops starting calls, finishes and records the
-calls in flight, hands the rest of its batches back and exits 0.`,
+calls in flight, hands the rest of its batches back and exits 0.
+
+When the store fails, the worker stops taking slots within a second, keeps
+every code it has paid for and stores it when the store answers again; while
+Redis is away no call is made (the ceiling fails closed) and the worker
+reconnects when it is back.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return a.runWorker(cmd.Context(), o) },
 	}
@@ -74,7 +79,7 @@ calls in flight, hands the rest of its batches back and exits 0.`,
 	fs.IntVar(&o.parallel, "parallel", 32, "scenes of one batch in flight at once, 1 to 1024 (calls in flight: concurrency × parallel, at most 4096)")
 	fs.StringSliceVar(&o.queues, "queues", []string{campaign.QueueHigh + ":6", campaign.QueueDefault + ":3", campaign.QueueLow + ":1"}, "queues to serve, NAME:WEIGHT, comma-separated")
 	fs.BoolVar(&o.createBucket, "create-bucket", false, "create the S3 bucket if it is missing")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a stop waits for calls in flight, 1s to 10m")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a stop waits for calls in flight, and for a failing store to take the codes already paid for, 1s to 10m")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", a.getenv("WXACODE_METRICS_ADDR"), "serve /metrics and /healthz on this address (env WXACODE_METRICS_ADDR; off when empty)")
 	return cmd
 }
