@@ -631,9 +631,13 @@ func (r *batchRun) findStored(ctx context.Context, scene string) (storage.Object
 }
 
 func (r *batchRun) succeed(ctx context.Context, index int64, obj storage.Object, found bool) {
-	ctx = context.WithoutCancel(ctx)
+	wctx := context.WithoutCancel(ctx)
 	res := campaign.Result{ContentType: obj.ContentType, Size: obj.Size, SHA256: obj.SHA256}
-	changed, err := r.h.cfg.Campaigns.MarkSucceeded(ctx, r.c, index, res)
+	var changed bool
+	err := r.record(ctx, func() (err error) {
+		changed, err = r.h.cfg.Campaigns.MarkSucceeded(wctx, r.c, index, res)
+		return err
+	})
 	if err != nil {
 		// Stored but not recorded: the next run finds it in storage.
 		r.leave(err)
@@ -651,9 +655,27 @@ func (r *batchRun) succeed(ctx context.Context, index int64, obj storage.Object,
 	}
 }
 
+// record runs a write of the campaign store, again while Redis is away
+// (RedisAttempts tries, ProbeInterval apart) unless ctx ends: a scene
+// stored but not recorded would wait for its batch's next run.
+func (r *batchRun) record(ctx context.Context, write func() error) error {
+	err := write()
+	for n := 1; err != nil && n < r.h.cfg.RedisAttempts; n++ {
+		if !sleep(ctx, nil, r.h.cfg.ProbeInterval) {
+			break
+		}
+		err = write()
+	}
+	return err
+}
+
 func (r *batchRun) fail(ctx context.Context, index int64, scene string, code int, rid, msg string) {
-	ctx = context.WithoutCancel(ctx)
-	changed, err := r.h.cfg.Campaigns.MarkFailed(ctx, r.c, index, code, msg)
+	wctx := context.WithoutCancel(ctx)
+	var changed bool
+	err := r.record(ctx, func() (err error) {
+		changed, err = r.h.cfg.Campaigns.MarkFailed(wctx, r.c, index, code, msg)
+		return err
+	})
 	if err != nil {
 		r.leave(err)
 		return
