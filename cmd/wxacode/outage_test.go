@@ -6,7 +6,9 @@ package main
 // failover of the Redis primary, a Redis Cluster node restarted. Each test
 // logs the figures the README's operations section quotes: scenes stored,
 // scenes paid twice (from the simulator's call log), the largest window
-// and whether the workers survived.
+// and whether the workers survived. They run one after the other, before
+// the package's parallel tests: each starts a dozen processes, and two cores
+// running them all at once would blur the figures of every test.
 
 import (
 	"context"
@@ -243,7 +245,6 @@ func TestOutageRedisRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("outage test skipped in -short mode")
 	}
-	t.Parallel()
 	srv := testenv.NewRedisServerAOF(t)
 	rg := newOutageRig(t, "redis://"+srv.Addr+"/0", []string{"STORAGE_URL=file://" + t.TempDir()}, 400)
 	rg.waitFor(2*time.Minute, "150 scenes stored", func(s statusOut) bool { return s.Succeeded >= 150 })
@@ -263,7 +264,6 @@ func TestOutageMinIO(t *testing.T) {
 	if testing.Short() {
 		t.Skip("outage test skipped in -short mode")
 	}
-	t.Parallel()
 	r := testenv.NewRedis(t)
 	m := testenv.NewMinIOServer(t)
 	bucket := testenv.NewBucket(t, m)
@@ -304,7 +304,6 @@ func TestOutageSentinelFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("outage test skipped in -short mode")
 	}
-	t.Parallel()
 	s := testenv.NewRedisSentinel(t)
 	rg := newOutageRig(t, s.URL(), []string{"STORAGE_URL=file://" + t.TempDir()}, 400)
 	rg.waitFor(2*time.Minute, "150 scenes stored", func(st statusOut) bool { return st.Succeeded >= 150 })
@@ -323,7 +322,6 @@ func TestOutageClusterNodeRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("outage test skipped in -short mode")
 	}
-	t.Parallel()
 	c := testenv.NewRedisCluster(t)
 	rg := newOutageRig(t, c.URL(), []string{"STORAGE_URL=file://" + t.TempDir()}, 400)
 	node, err := c.Node(context.Background(), "wxacode:limiter:{"+simulator.DemoAppID+"}")
