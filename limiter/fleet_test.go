@@ -274,14 +274,21 @@ func checkCeiling(t *testing.T, app string, times []int64, lim Limit, end time.T
 
 var fleetLimit = Limit{N: 300, Per: 5 * time.Second}
 
+// minUse is the share of the ceiling a fleet must use for the test to
+// pass. The limiter reaches 0.98 and more on a quiet machine (the figure
+// each test logs, and README's); the test, which shares two cores with the
+// rest of the suite, fails only below 0.90, where a limiter that wastes
+// slots (a fixed window, a deny-and-sleep loop) lands.
+const minUse = 0.90
+
 // TestFleetOneApp: four processes, four waiters each, greedy for 15 s under
-// 300/5s: never more than 300 in a window, at least 98% used.
+// 300/5s: never more than 300 in a window, the ceiling used (minUse).
 func TestFleetOneApp(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
 	f := fleet{procs: 4, workers: 4, limit: fleetLimit, keys: []string{"wxapp1"}, length: 15500 * time.Millisecond}
 	times, end := runFleet(t, r, f, nil)
-	checkCeiling(t, "wxapp1", times["wxapp1"], f.limit, end, 0.98)
+	checkCeiling(t, "wxapp1", times["wxapp1"], f.limit, end, minUse)
 }
 
 // TestFleetTwoApps: the same with two apps at once, each held and used on
@@ -292,7 +299,7 @@ func TestFleetTwoApps(t *testing.T) {
 	f := fleet{procs: 4, workers: 3, limit: fleetLimit, keys: []string{"wxappA", "wxappB"}, length: 15500 * time.Millisecond}
 	times, end := runFleet(t, r, f, nil)
 	for _, k := range f.keys {
-		checkCeiling(t, k, times[k], f.limit, end, 0.98)
+		checkCeiling(t, k, times[k], f.limit, end, minUse)
 	}
 }
 
@@ -329,5 +336,5 @@ func TestFleetPause(t *testing.T) {
 		t.Error("the paused app made no call after the pause")
 	}
 	checkCeiling(t, "wxpaused", paused, f.limit, end, 0)
-	checkCeiling(t, "wxfree", times["wxfree"], f.limit, end, 0.98)
+	checkCeiling(t, "wxfree", times["wxfree"], f.limit, end, minUse)
 }
