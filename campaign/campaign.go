@@ -109,6 +109,10 @@ type Campaign struct {
 	Manifest int `json:"-"`
 	// Retries counts `retry` runs, which name their tasks apart.
 	Retries int `json:"retries"`
+	// Webhook is the URL told when the campaign is done; "" for none. It
+	// is not part of the digest: the same campaign asked again with
+	// another webhook keeps the first.
+	Webhook string `json:"-"`
 	// Digest identifies the scenes and settings, so that enqueueing the
 	// same campaign again is recognised as harmless.
 	Digest string `json:"-"`

@@ -75,7 +75,8 @@ return ''
 `)
 
 // Create records a new campaign of the given distinct scenes, with the
-// settings of c (Name, AppID, Options, Queue, BatchSize, KeyPrefix). It
+// settings of c (Name, AppID, Options, Queue, BatchSize, KeyPrefix,
+// Webhook). It
 // returns the stored campaign and whether this call created it.
 //
 // The name is claimed together with the digest of the spec before any
@@ -106,7 +107,7 @@ func (s *Store) Create(ctx context.Context, c Campaign, scenes []string) (Campai
 		"name", c.Name, "appid", c.AppID, "options", string(opts), "queue", c.Queue,
 		"total", c.Total, "batch_size", c.BatchSize, "batches", c.Batches,
 		"state", string(c.State), "created", c.Created.UnixMilli(),
-		"key_prefix", c.KeyPrefix, "succeeded", 0, "failed", 0, "retries", 0,
+		"key_prefix", c.KeyPrefix, "webhook", c.Webhook, "succeeded", 0, "failed", 0, "retries", 0,
 	}
 	got, err := claimScript.Run(ctx, s.rdb, []string{s.key(c.Name, "meta")}, args...).Text()
 	if err != nil {
@@ -179,7 +180,7 @@ func parseMeta(name string, m map[string]string) (Campaign, error) {
 		State: State(m["state"]), Created: ms("created"),
 		FirstDone: ms("first_done"), LastDone: ms("last_done"),
 		KeyPrefix: m["key_prefix"], Retries: int(num("retries")), Digest: m["digest"],
-		Written: m["written"] == "1", Manifest: int(num("manifest")),
+		Written: m["written"] == "1", Manifest: int(num("manifest")), Webhook: m["webhook"],
 	}
 	if err := json.Unmarshal([]byte(m["options"]), &c.Options); err != nil {
 		return c, fmt.Errorf("campaign %s: options: %w", name, err)

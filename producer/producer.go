@@ -127,7 +127,7 @@ func (p *Producer) Enqueue(ctx context.Context, spec Spec, scenes []string) (Sum
 	queue, _ := campaign.QueueFor(spec.Priority) // checked by Validate
 	rec := campaign.Campaign{
 		Name: spec.Name, AppID: spec.AppID, Options: spec.Options, Queue: queue,
-		BatchSize: p.cfg.BatchSize, KeyPrefix: spec.KeyPrefix,
+		BatchSize: p.cfg.BatchSize, KeyPrefix: spec.KeyPrefix, Webhook: spec.Webhook,
 	}
 	c, created, err := p.store.Create(ctx, rec, scenes)
 	if err != nil {

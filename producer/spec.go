@@ -2,6 +2,8 @@ package producer
 
 import (
 	"errors"
+	"fmt"
+	"net/url"
 
 	"github.com/wxacode/wxacode/campaign"
 	"github.com/wxacode/wxacode/wechat"
@@ -24,11 +26,14 @@ type Spec struct {
 	// KeyPrefix is the storage prefix before each object key, as
 	// storage.KeyPrefix finds it in STORAGE_URL; recorded for export.
 	KeyPrefix string
+	// Webhook, when set, is an http or https URL that gets one POST when
+	// the campaign is done. Not part of the campaign's identity.
+	Webhook string
 }
 
 // FieldError is a bad field of a Spec or of a request: Field is the
 // field's JSON name (campaign, appid, page, width, env_version,
-// line_color, priority, scenes), so the command line can name its flag
+// line_color, priority, webhook, scenes), so the command line can name its flag
 // and the API its field.
 type FieldError struct {
 	Field string
@@ -55,6 +60,25 @@ func (s Spec) Validate() error {
 	}
 	if _, err := campaign.QueueFor(s.Priority); err != nil {
 		return &FieldError{"priority", err}
+	}
+	if s.Webhook != "" {
+		if err := ValidateWebhook(s.Webhook); err != nil {
+			return &FieldError{"webhook", err}
+		}
+	}
+	return nil
+}
+
+// ValidateWebhook reports why u cannot be a webhook URL: it must be an
+// absolute http or https URL with a host and no user info, at most 2048
+// bytes.
+func ValidateWebhook(u string) error {
+	if len(u) > 2048 {
+		return fmt.Errorf("webhook URL is %d bytes long: at most 2048", len(u))
+	}
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.User != nil {
+		return errors.New("webhook URL: want an absolute http:// or https:// URL without user info")
 	}
 	return nil
 }

@@ -30,6 +30,17 @@ type ServerConfig struct {
 	ShutdownTimeout time.Duration
 	// Logger receives asynq's own log lines.
 	Logger zerolog.Logger
+	// Tasks serves other task types beside batches (webhook deliveries),
+	// each with its own retry delay.
+	Tasks map[string]TaskHandler
+}
+
+// TaskHandler serves one more task type on a worker's server.
+type TaskHandler struct {
+	Handler asynq.Handler
+	// RetryDelay is its tasks' delay before another attempt; nil means
+	// RetryDelay.
+	RetryDelay asynq.RetryDelayFunc
 }
 
 // Serve runs h on an asynq server until ctx ends, then drains h and shuts
@@ -41,10 +52,15 @@ func Serve(ctx context.Context, h *Handler, cfg ServerConfig) error {
 		cfg.Queues = campaign.QueueWeights
 	}
 	server := asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
-		Concurrency:     cfg.Concurrency,
-		Queues:          cfg.Queues,
-		IsFailure:       IsFailure,
-		RetryDelayFunc:  RetryDelay,
+		Concurrency: cfg.Concurrency,
+		Queues:      cfg.Queues,
+		IsFailure:   IsFailure,
+		RetryDelayFunc: func(n int, err error, t *asynq.Task) time.Duration {
+			if th, ok := cfg.Tasks[t.Type()]; ok && th.RetryDelay != nil {
+				return th.RetryDelay(n, err, t)
+			}
+			return RetryDelay(n, err, t)
+		},
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          asynqLogger{cfg.Logger},
 		LogLevel:        asynq.WarnLevel,
@@ -54,6 +70,9 @@ func Serve(ctx context.Context, h *Handler, cfg ServerConfig) error {
 	})
 	mux := asynq.NewServeMux()
 	mux.Handle(campaign.TaskType, h)
+	for typ, th := range cfg.Tasks {
+		mux.Handle(typ, th.Handler)
+	}
 	if err := server.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

@@ -104,6 +104,10 @@ type Config struct {
 	// its per-scene results leave Redis (campaign.Store.Archive). Nil
 	// keeps them in Redis.
 	Blobs campaign.Blobs
+	// OnDone, when set, is called once a batch run finds its campaign done
+	// (after the manifest is written): the webhook's Notifier.Done. An
+	// error makes the batch run again, which calls it again.
+	OnDone func(ctx context.Context, c campaign.Campaign) error
 	// Metrics, when set, is told about every call and scene.
 	Metrics Observer
 	// Logger logs one line per batch and per failed scene.
@@ -267,7 +271,19 @@ func (h *Handler) ProcessTask(ctx context.Context, task *asynq.Task) error {
 	if err == nil && h.cfg.Blobs != nil {
 		h.archive(context.WithoutCancel(ctx), log, c.Name)
 	}
+	if err == nil && h.cfg.OnDone != nil {
+		err = h.done(context.WithoutCancel(ctx), c.Name)
+	}
 	return err
+}
+
+// done calls OnDone if the campaign is done.
+func (h *Handler) done(ctx context.Context, name string) error {
+	c, err := h.cfg.Campaigns.Get(ctx, name)
+	if err != nil || !c.Done() {
+		return err
+	}
+	return h.cfg.OnDone(ctx, c)
 }
 
 // archive moves a campaign that has ended out of Redis into its manifest.

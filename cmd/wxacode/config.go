@@ -161,6 +161,27 @@ func (a *app) readSecret(file string) (string, error) {
 	return a.getenv("WECHAT_SECRET"), nil
 }
 
+// webhookSecret reads WXACODE_WEBHOOK_SECRET, or the file named by
+// WXACODE_WEBHOOK_SECRET_FILE; nil when neither is set (webhooks go
+// unsigned).
+func (a *app) webhookSecret() ([]byte, error) {
+	if file := a.getenv("WXACODE_WEBHOOK_SECRET_FILE"); file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, usagef("WXACODE_WEBHOOK_SECRET_FILE: %v", err)
+		}
+		s := strings.TrimSpace(string(b))
+		if s == "" {
+			return nil, usagef("WXACODE_WEBHOOK_SECRET_FILE %s is empty", file)
+		}
+		return []byte(s), nil
+	}
+	if s := a.getenv("WXACODE_WEBHOOK_SECRET"); s != "" {
+		return []byte(s), nil
+	}
+	return nil, nil
+}
+
 // getCampaign loads a campaign, turning "not found" into bad input.
 func getCampaign(ctx context.Context, store *campaign.Store, name string) (campaign.Campaign, error) {
 	c, err := store.Get(ctx, name)

@@ -8,11 +8,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/wxacode/wxacode/campaign"
+	"github.com/wxacode/wxacode/internal/webhook"
 	"github.com/wxacode/wxacode/limiter"
 	"github.com/wxacode/wxacode/storage"
 	"github.com/wxacode/wxacode/wechat"
@@ -220,8 +222,18 @@ func (a *app) runWorker(ctx context.Context, o *workerOptions) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
+	hookSecret, err := a.webhookSecret()
+	if err != nil {
+		return err
+	}
+	campaigns := campaign.NewStore(rdb, "")
+	hooks, err := webhook.NewDeliverer(webhook.Config{Campaigns: campaigns, Secret: hookSecret, Logger: log})
+	if err != nil {
+		return err
+	}
 	h, err := worker.New(worker.Config{
-		Campaigns: campaign.NewStore(rdb, ""),
+		Campaigns: campaigns,
+		OnDone:    webhook.Notifier{Campaigns: campaigns, Queue: asynq.NewClientFromRedisClient(rdb)}.Done,
 		Limiter:   lim,
 		Apps:      map[string]worker.Codes{o.appid: codes},
 		Store:     store,
@@ -238,6 +250,7 @@ func (a *app) runWorker(ctx context.Context, o *workerOptions) error {
 	err = worker.Serve(ctx, h, worker.ServerConfig{
 		Redis: rdb, Concurrency: o.concurrency, Queues: queues,
 		ShutdownTimeout: o.shutdownTimeout, Logger: log,
+		Tasks: map[string]worker.TaskHandler{webhook.TaskType: {Handler: hooks, RetryDelay: webhook.RetryDelay}},
 	})
 	log.Info().Msg("worker stopped")
 	return err
