@@ -48,6 +48,8 @@ var contractEnv = []string{
 	"WXACODE_RATE",
 	"LOG_FORMAT",
 	"LOG_LEVEL",
+	"WXACODE_WEBHOOK_SECRET",
+	"WXACODE_WEBHOOK_SECRET_FILE",
 	// Read by the code besides.
 	"AWS_SESSION_TOKEN",
 	"AWS_DEFAULT_REGION",

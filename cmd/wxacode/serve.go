@@ -8,15 +8,20 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/wxacode/wxacode/campaign"
+	"github.com/wxacode/wxacode/internal/api"
 	"github.com/wxacode/wxacode/internal/dashboard"
 	"github.com/wxacode/wxacode/internal/httpserver"
 	"github.com/wxacode/wxacode/internal/metrics"
+	"github.com/wxacode/wxacode/producer"
+	"github.com/wxacode/wxacode/storage"
 )
 
 func init() { commands = append(commands, serveCommand) }
@@ -25,9 +30,11 @@ func init() { commands = append(commands, serveCommand) }
 const defaultServeAddr = "127.0.0.1:8080"
 
 type serveOptions struct {
-	redisURL string
-	addr     string
-	readOnly bool
+	redisURL   string
+	storageURL string
+	appid      string
+	addr       string
+	readOnly   bool
 }
 
 func serveCommand(a *app) *cobra.Command {
@@ -41,6 +48,8 @@ func serveCommand(a *app) *cobra.Command {
   /campaigns/NAME         one campaign
   /api/campaigns          every campaign as JSON (an array)
   /api/campaigns/NAME     one campaign as JSON (404 when unknown)
+  /api/v1/                the producer API: create, status, cancel, retry,
+                          export, codes, archive.zip (see /api/v1/openapi.json)
   /monitoring/            the asynq dashboard (asynqmon): queues, tasks, workers
   /metrics                Prometheus metrics of campaigns and queues
   /healthz                200 when Redis answers
@@ -76,6 +85,8 @@ secret, tokens or the Redis password.`,
 	}
 	fs := cmd.Flags()
 	a.redisFlag(fs, &o.redisURL)
+	a.storageFlag(fs, &o.storageURL)
+	fs.StringVar(&o.appid, "appid", a.getenv("WECHAT_APPID"), "the app of campaigns created through the API without one (env WECHAT_APPID)")
 	fs.StringVar(&o.addr, "addr", or(a.getenv("WXACODE_SERVE_ADDR"), defaultServeAddr), "listen address HOST:PORT (env WXACODE_SERVE_ADDR); port 0 picks a free port; a non-loopback host needs a credential")
 	fs.BoolVar(&o.readOnly, "read-only", false, "make asynqmon view-only: no deleting, running or archiving tasks, no pausing queues (env WXACODE_SERVE_READ_ONLY: true or false)")
 	return cmd
@@ -98,7 +109,28 @@ func (a *app) runServe(ctx context.Context, fs *pflag.FlagSet, o *serveOptions) 
 		return err
 	}
 	defer rdb.Close()
-	h, err := dashboard.New(dashboard.Config{Redis: rdb, ReadOnly: o.readOnly, Auth: auth, AllowedHosts: hosts, Logger: log})
+	prefix, err := storage.KeyPrefix(o.storageURL)
+	if err != nil {
+		return usagef("--storage/STORAGE_URL: %v", err)
+	}
+	store, err := storage.Open(ctx, o.storageURL, storage.Options{Getenv: a.getenv, Logger: log})
+	if err != nil {
+		return fmt.Errorf("--storage/STORAGE_URL: %w", err)
+	}
+	campaigns := campaign.NewStore(rdb, "")
+	prod, err := producer.New(campaigns, asynq.NewClientFromRedisClient(rdb), producer.Config{
+		Tasks: asynq.NewInspectorFromRedisClient(rdb), Blobs: store,
+	})
+	if err != nil {
+		return err
+	}
+	apiHandler, err := api.New(api.Config{
+		Campaigns: campaigns, Producer: prod, Codes: store, KeyPrefix: prefix, AppID: o.appid, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	h, err := dashboard.New(dashboard.Config{Redis: rdb, ReadOnly: o.readOnly, Auth: auth, AllowedHosts: hosts, API: apiHandler, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -86,7 +86,7 @@ func serveGet(t *testing.T, url, auth string) (int, string) {
 
 func TestServe(t *testing.T) {
 	r := testenv.NewRedis(t)
-	line, stop := serveStart(t, map[string]string{"REDIS_URL": r.URL, "WXACODE_DASHBOARD_TOKEN": "tok-1"}, "serve", "--addr", "127.0.0.1:0", "--read-only")
+	line, stop := serveStart(t, map[string]string{"REDIS_URL": r.URL, "STORAGE_URL": "file://" + t.TempDir(), "WXACODE_DASHBOARD_TOKEN": "tok-1"}, "serve", "--addr", "127.0.0.1:0", "--read-only")
 	base, ok := strings.CutPrefix(line, "dashboard on ")
 	if !ok || !strings.HasPrefix(base, "http://127.0.0.1:") || strings.HasSuffix(base, ":0/") || !strings.HasSuffix(base, "/") {
 		t.Fatalf("first line %q, want dashboard on http://127.0.0.1:PORT/", line)

@@ -62,6 +62,9 @@ type Config struct {
 	// Metrics, when set, is served at /metrics besides the fleet's own
 	// metrics (the demo adds its worker's there).
 	Metrics prometheus.Gatherer
+	// API, when set, is served under /api/v1/ behind Auth: the producer
+	// API (internal/api).
+	API http.Handler
 	// Logger logs errors reading Redis, which the responses do not show.
 	Logger zerolog.Logger
 }
@@ -96,6 +99,7 @@ type Handler struct {
 //	/campaigns/{name}        one campaign
 //	/api/campaigns           every campaign as a JSON array
 //	/api/campaigns/{name}    one campaign as a JSON object (404 when unknown)
+//	/api/v1/                 the producer API, when Config.API is set
 //	/monitoring/             asynqmon: queues, tasks, servers, Redis
 //	/metrics                 Prometheus metrics of campaigns and queues
 //	/healthz                 200 "ok" when Redis answers (never asks for Auth)
@@ -133,6 +137,9 @@ func New(cfg Config) (*Handler, error) {
 	mux.HandleFunc("GET /api/campaigns/{name}", h.getJSON)
 	mux.Handle(MonitoringPath+"/", h.mon)
 	mux.Handle("GET /metrics", metrics.Handler(gatherer))
+	if cfg.API != nil {
+		mux.Handle("/api/v1/", cfg.API)
+	}
 
 	outer := http.NewServeMux()
 	outer.Handle("GET /healthz", metrics.Healthz(cfg.Redis))

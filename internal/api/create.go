@@ -1,0 +1,281 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/wxacode/wxacode/campaign"
+	"github.com/wxacode/wxacode/producer"
+	"github.com/wxacode/wxacode/wechat"
+)
+
+// createRequest is the body of PUT /api/v1/campaigns/{name}.
+type createRequest struct {
+	Page     *string
+	AppID    string
+	Options  wechat.CodeOptions
+	Priority string
+	Webhook  string
+	Range    *rangeRequest
+	// Scenes holds the distinct valid scenes, in first-seen order; Bad
+	// every invalid one.
+	Scenes    []string
+	HasScenes bool
+	Bad       []SceneError
+}
+
+type rangeRequest struct {
+	Template string `json:"template"`
+	From     int64  `json:"from"`
+	To       int64  `json:"to"`
+}
+
+// optionsRequest is the options object: absent fields keep WeChat's
+// defaults.
+type optionsRequest struct {
+	Width      *int          `json:"width"`
+	EnvVersion *string       `json:"env_version"`
+	CheckPath  *bool         `json:"check_path"`
+	IsHyaline  *bool         `json:"is_hyaline"`
+	AutoColor  *bool         `json:"auto_color"`
+	LineColor  *wechat.Color `json:"line_color"`
+}
+
+// badRequest is a request that cannot be read, naming the field.
+type badRequest struct {
+	field string
+	err   error
+}
+
+func (e *badRequest) Error() string { return e.err.Error() }
+
+// decodeCreate reads a create's body as a stream: the scenes array is read
+// one scene at a time, each validated as it comes and kept once, so the
+// body itself is never held whole.
+func decodeCreate(r io.Reader, maxScenes int) (*createRequest, error) {
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 64<<10))
+	dec.DisallowUnknownFields()
+	req := &createRequest{Options: wechat.DefaultCodeOptions()}
+	bad := func(field string, format string, args ...any) error {
+		return &badRequest{field, fmt.Errorf(format, args...)}
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, bad("", "body: want a JSON object")
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, bad("", "body: %v", err)
+		}
+		key, _ := t.(string)
+		switch key {
+		case "page":
+			var p string
+			if err := dec.Decode(&p); err != nil {
+				return nil, bad("page", "page: want a string")
+			}
+			req.Page = &p
+		case "appid", "priority", "webhook":
+			var s string
+			if err := dec.Decode(&s); err != nil {
+				return nil, bad(key, "%s: want a string", key)
+			}
+			switch key {
+			case "appid":
+				req.AppID = s
+			case "priority":
+				req.Priority = s
+			default:
+				req.Webhook = s
+			}
+		case "options":
+			var o optionsRequest
+			if err := dec.Decode(&o); err != nil {
+				return nil, bad("options", "options: %v", err)
+			}
+			opts := &req.Options
+			if o.Width != nil {
+				opts.Width = *o.Width
+			}
+			if o.EnvVersion != nil {
+				opts.EnvVersion = *o.EnvVersion
+			}
+			if o.CheckPath != nil {
+				opts.CheckPath = *o.CheckPath
+			}
+			if o.IsHyaline != nil {
+				opts.IsHyaline = *o.IsHyaline
+			}
+			if o.AutoColor != nil {
+				opts.AutoColor = *o.AutoColor
+			}
+			if o.LineColor != nil {
+				opts.LineColor = *o.LineColor
+			}
+		case "range":
+			req.Range = &rangeRequest{}
+			if err := dec.Decode(req.Range); err != nil {
+				return nil, bad("range", `range: want {"template": "sku%%08d", "from": N, "to": M}: %v`, err)
+			}
+		case "scenes":
+			if err := req.readScenes(dec, maxScenes); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, bad(key, "unknown field %q", key)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, bad("", "body: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, bad("", "body: want one JSON object and nothing after it")
+	}
+	return req, nil
+}
+
+// readScenes reads the scenes array one token at a time.
+func (req *createRequest) readScenes(dec *json.Decoder, maxScenes int) error {
+	if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+		return &badRequest{"scenes", errors.New("scenes: want an array of strings")}
+	}
+	req.HasScenes = true
+	seen := map[string]struct{}{}
+	for i := int64(0); dec.More(); i++ {
+		if i >= int64(maxScenes) {
+			return &badRequest{"scenes", fmt.Errorf("scenes: more than %d in one campaign", maxScenes)}
+		}
+		t, err := dec.Token()
+		if err != nil {
+			return &badRequest{"scenes", fmt.Errorf("scenes[%d]: %v", i, err)}
+		}
+		s, ok := t.(string)
+		if !ok {
+			if _, nested := t.(json.Delim); nested {
+				return &badRequest{"scenes", fmt.Errorf("scenes[%d]: want a string", i)}
+			}
+			req.Bad = append(req.Bad, SceneError{Index: i, Scene: fmt.Sprint(t), Reason: "not a string"})
+			continue
+		}
+		if err := wechat.ValidateScene(s); err != nil {
+			req.Bad = append(req.Bad, SceneError{Index: i, Scene: s, Reason: err.Error()})
+			continue
+		}
+		if _, dup := seen[s]; !dup {
+			seen[s] = struct{}{}
+			req.Scenes = append(req.Scenes, s)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return &badRequest{"scenes", fmt.Errorf("scenes: %v", err)}
+	}
+	return nil
+}
+
+func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := campaign.ValidateName(name); err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error(), Field: "campaign"})
+		return
+	}
+	req, err := decodeCreate(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody), h.cfg.MaxScenes)
+	var br *badRequest
+	if errors.As(err, &br) {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: br.Error(), Field: br.field})
+		return
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	scenes, bad := req.Scenes, req.Bad
+	switch {
+	case req.Page == nil:
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: `page is required ("" for the home page)`, Field: "page"})
+		return
+	case req.HasScenes && req.Range != nil:
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "give scenes or range, not both", Field: "scenes"})
+		return
+	case req.Range != nil:
+		rg := req.Range
+		if rg.To >= rg.From && rg.To-rg.From >= int64(h.cfg.MaxScenes) {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("range: more than %d scenes in one campaign", h.cfg.MaxScenes), Field: "range"})
+			return
+		}
+		sc, err := producer.Range(rg.Template, rg.From, rg.To)
+		var inv *producer.InvalidError
+		switch {
+		case errors.As(err, &inv):
+			for _, l := range inv.Lines {
+				bad = append(bad, SceneError{Index: l.Line - rg.From, Scene: fmt.Sprintf(rg.Template, l.Line), Reason: reason(l.Err)})
+			}
+		case err != nil:
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "range: " + err.Error(), Field: "range"})
+			return
+		}
+		scenes = sc.List
+	case !req.HasScenes:
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "scenes (an array of strings) or range is required", Field: "scenes"})
+		return
+	}
+	if len(bad) > 0 {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("%d invalid scene(s): nothing written", len(bad)), Field: "scenes", Errors: bad})
+		return
+	}
+	if len(scenes) == 0 {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "no scenes: nothing written", Field: "scenes"})
+		return
+	}
+	req.Options.Page = *req.Page
+	spec := producer.Spec{
+		Name: name, AppID: req.AppID, Options: req.Options, Priority: req.Priority,
+		KeyPrefix: h.cfg.KeyPrefix, Webhook: req.Webhook,
+	}
+	if spec.AppID == "" {
+		spec.AppID = h.cfg.AppID
+	}
+	if spec.AppID == "" {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "appid is required (the server has no WECHAT_APPID)", Field: "appid"})
+		return
+	}
+	var fe *producer.FieldError
+	if err := spec.Validate(); errors.As(err, &fe) {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: fe.Error(), Field: fe.Field})
+		return
+	}
+	// The enqueue finishes even if the client goes: a half-enqueued
+	// campaign would wait for the same request again.
+	ctx := context.WithoutCancel(r.Context())
+	sum, err := h.cfg.Producer.Enqueue(ctx, spec, scenes)
+	if errors.Is(err, campaign.ErrExists) {
+		writeError(w, http.StatusConflict, "campaign "+name+" exists with other scenes or options")
+		return
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	st, err := h.cfg.Campaigns.Status(ctx, name)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	code := http.StatusOK
+	if sum.Created {
+		code = http.StatusCreated
+	}
+	writeJSON(w, code, st)
+}
+
+// reason is the cause of a range's bad line, without the scene it names.
+func reason(err error) string {
+	if inner := errors.Unwrap(err); inner != nil {
+		return inner.Error()
+	}
+	return err.Error()
+}
