@@ -270,3 +270,14 @@ func (c *RedisCluster) Start(i int) error {
 	}
 	return c.waitOK(30 * time.Second)
 }
+
+// StartRedis starts a Redis server for code that has no testing.TB, such
+// as a runnable example; StopAll (so Main) stops it.
+func StartRedis() (*RedisServer, error) {
+	s, err := startRedis(nil)
+	if err != nil {
+		return nil, err
+	}
+	registerStop(s.Stop)
+	return s, nil
+}
