@@ -25,7 +25,7 @@ type enqueueOptions struct {
 	envVersion                        string
 	checkPath, hyaline, autoColor     bool
 	lineColor                         string
-	appid, priority                   string
+	appid, priority, webhook          string
 	dryRun                            bool
 	batchSize                         int
 	redisURL, rate, storageURL        string
@@ -69,6 +69,7 @@ refused.`,
 	fs.StringVar(&o.lineColor, "line-color", "0,0,0", "line colour as R,G,B (0-255 each), used without --auto-color")
 	fs.StringVar(&o.appid, "appid", a.getenv("WECHAT_APPID"), "the Mini Program's appid (env WECHAT_APPID)")
 	fs.StringVar(&o.priority, "priority", "default", "queue priority: high, default or low (workers serve them 6:3:1)")
+	fs.StringVar(&o.webhook, "webhook", "", "http(s) URL POSTed the campaign's status when it is done (signed with WXACODE_WEBHOOK_SECRET of the workers)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "validate and summarise; enqueue nothing")
 	fs.IntVar(&o.batchSize, "batch-size", 200, "scenes per task")
 	fs.StringVar(&o.rate, "rate", or(a.getenv("WXACODE_RATE"), defaultRate), "the ceiling N/DURATION, for the ETA (env WXACODE_RATE)")
@@ -81,6 +82,7 @@ refused.`,
 var specFlags = map[string]string{
 	"campaign": "--campaign", "appid": "--appid/WECHAT_APPID", "page": "--page", "width": "--width",
 	"env_version": "--env-version", "line_color": "--line-color", "priority": "--priority",
+	"webhook": "--webhook",
 }
 
 func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
@@ -112,7 +114,7 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	if err != nil {
 		return usagef("--storage/STORAGE_URL: %v", err)
 	}
-	spec := producer.Spec{Name: o.campaign, AppID: o.appid, Options: opts, Priority: o.priority, KeyPrefix: prefix}
+	spec := producer.Spec{Name: o.campaign, AppID: o.appid, Options: opts, Priority: o.priority, KeyPrefix: prefix, Webhook: o.webhook}
 	var fe *producer.FieldError
 	if err := spec.Validate(); errors.As(err, &fe) {
 		return usagef("%s", fieldMessage(fe))

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -122,7 +123,26 @@ func New(cfg Config) (*Handler, error) {
 }
 
 // ServeHTTP serves a request under Prefix.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.root.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// A code's scene is one percent-encoded segment that a ServeMux would
+	// clean after decoding ("..", "a//b"): match that route on the path
+	// as sent.
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/api/v1/campaigns/"); ok {
+			if parts := strings.Split(rest, "/"); len(parts) == 3 && parts[1] == "codes" {
+				name, err1 := url.PathUnescape(parts[0])
+				scene, err2 := url.PathUnescape(parts[2])
+				if err1 == nil && err2 == nil && scene != "" {
+					r.SetPathValue("name", name)
+					r.SetPathValue("scene", scene)
+					h.code(w, r)
+					return
+				}
+			}
+		}
+	}
+	h.root.ServeHTTP(w, r)
+}
 
 type errorBody struct {
 	Error string `json:"error"`

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -137,20 +138,34 @@ func New(cfg Config) (*Handler, error) {
 	mux.HandleFunc("GET /api/campaigns/{name}", h.getJSON)
 	mux.Handle(MonitoringPath+"/", h.mon)
 	mux.Handle("GET /metrics", metrics.Handler(gatherer))
-	if cfg.API != nil {
-		mux.Handle("/api/v1/", cfg.API)
-	}
 
 	outer := http.NewServeMux()
 	outer.Handle("GET /healthz", metrics.Healthz(cfg.Redis))
 	outer.Handle("/", requireAuth(cfg.Auth, mux))
+	var routes http.Handler = outer
+	if cfg.API != nil {
+		routes = apiFirst{api: requireAuth(cfg.Auth, cfg.API), rest: outer}
+	}
 	// Cross-origin state changes are refused with or without a
 	// credential: a browser sends a cached basic-auth login along.
-	h.root = crossOrigin(outer)
+	h.root = crossOrigin(routes)
 	if !cfg.Auth.Enabled() {
 		h.root = hostGuard(cfg.AllowedHosts, h.root)
 	}
 	return h, nil
+}
+
+// apiFirst sends /api/v1/ to the API before a ServeMux sees it: a mux
+// cleans the decoded path, which would turn a code's scene such as ".."
+// or "a//b" (sent percent-encoded as one segment) into a redirect.
+type apiFirst struct{ api, rest http.Handler }
+
+func (a apiFirst) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.EscapedPath(), "/api/v1/") {
+		a.api.ServeHTTP(w, r)
+		return
+	}
+	a.rest.ServeHTTP(w, r)
 }
 
 // ServeHTTP serves the dashboard's routes.
