@@ -42,7 +42,7 @@ var built struct {
 }
 
 // binary builds wxacode once per test binary.
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	built.once.Do(func() {
 		dir, err := os.MkdirTemp("", "wxacode-bin-")
@@ -88,7 +88,7 @@ func (s *syncBuffer) String() string {
 
 // start starts the binary with env (added to a minimal environment) and
 // args; it is killed when the test ends.
-func start(t *testing.T, env []string, args ...string) *proc {
+func start(t testing.TB, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(binary(t), args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "LOG_FORMAT=json"}, env...)
