@@ -3,6 +3,7 @@ package dashboard
 import (
 	"bytes"
 	"cmp"
+	"crypto/rand"
 	_ "embed"
 	"fmt"
 	"html/template"
@@ -42,6 +43,12 @@ type pageData struct {
 	Refresh  int
 	Now      time.Time
 	ReadOnly bool
+	// API is true when the producer API is served: the campaign page then
+	// has retry, cancel and archive download, and updates its figures
+	// from /api/v1 without a reload.
+	API bool
+	// Nonce allows the page's one inline script.
+	Nonce string
 }
 
 func (h *Handler) indexPage(w http.ResponseWriter, r *http.Request) {
@@ -57,6 +64,7 @@ func (h *Handler) renderPage(w http.ResponseWriter, r *http.Request, name, title
 	d := pageData{
 		Title: title, Single: name != "", Now: time.Now(),
 		Refresh: max(int(h.cfg.Refresh.Seconds()), 1), ReadOnly: h.cfg.ReadOnly,
+		API: h.cfg.API != nil, Nonce: rand.Text(),
 	}
 	code := http.StatusOK
 	cs, err := h.load(r.Context(), name)
@@ -78,8 +86,9 @@ func (h *Handler) renderPage(w http.ResponseWriter, r *http.Request, name, title
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	// The pages need no script and no asset from elsewhere.
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	// The pages need no asset from elsewhere; the campaign page's one
+	// script reads /api/v1 and its forms post there.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-"+d.Nonce+"'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 	w.WriteHeader(code)
 	_, _ = w.Write(buf.Bytes())
 }
