@@ -266,6 +266,19 @@ func TestProducerAPI(t *testing.T) {
 		t.Errorf("%d deliveries, want 2 (one event, delivered once after one refusal)", n)
 	}
 
+	// enqueue --webhook does the same from the command line.
+	if out, errOut, code := run(t, env, "c1\nc2\n", "enqueue", "--campaign", "cli", "--page", "pages/p/index", "--scenes", "-", "--webhook", receiver.URL+"/cli"); code != 0 {
+		t.Fatalf("enqueue --webhook: exit %d %s %s", code, out, errOut)
+	}
+	select {
+	case <-hooks.calls:
+	case <-time.After(90 * time.Second):
+		t.Fatal("no delivery for the campaign enqueued with --webhook")
+	}
+	if ds := hooks.deliveries(); len(ds) != 3 || !strings.Contains(string(ds[2].body), `"campaign":"cli"`) || ds[2].code != 200 {
+		t.Errorf("deliveries %d; the last %s", len(ds), ds[len(ds)-1].body)
+	}
+
 	// The README's producer section, run as written.
 	runReadme(t, server, token)
 }

@@ -579,6 +579,7 @@ func TestBadInput(t *testing.T) {
 		{"bad range", []string{"--range", "sku%s", "--from", "1", "--to", "3"}, "", "--range"},
 		{"bad priority", []string{"--scenes", "-", "--priority", "urgent"}, "ok\n", "--priority"},
 		{"bad campaign", []string{"--scenes", "-", "--campaign", "../x"}, "ok\n", "--campaign"},
+		{"bad webhook", []string{"--scenes", "-", "--webhook", "ftp://example.com/x"}, "ok\n", "--webhook"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
