@@ -275,3 +275,13 @@ func TestCrossSiteStateChangeRefused(t *testing.T) {
 		t.Errorf("cross-site GET = %d, want 200 (reads change nothing)", code)
 	}
 }
+
+func TestDistinctKeepsFirstSeenOrder(t *testing.T) {
+	got := distinct([]string{"b", "a", "b", "c", "a", "a", "d"})
+	if want := []string{"b", "a", "c", "d"}; !slices.Equal(got, want) {
+		t.Errorf("distinct = %q, want %q", got, want)
+	}
+	if got := distinct(nil); len(got) != 0 {
+		t.Errorf("distinct(nil) = %q", got)
+	}
+}

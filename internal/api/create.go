@@ -2,12 +2,15 @@ package api
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/wxacode/wxacode/campaign"
 	"github.com/wxacode/wxacode/producer"
@@ -145,7 +148,6 @@ func (req *createRequest) readScenes(dec *json.Decoder, maxScenes int) error {
 		return &badRequest{"scenes", errors.New("scenes: want an array of strings")}
 	}
 	req.HasScenes = true
-	seen := map[string]struct{}{}
 	for i := int64(0); dec.More(); i++ {
 		if i >= int64(maxScenes) {
 			return &badRequest{"scenes", fmt.Errorf("scenes: more than %d in one campaign", maxScenes)}
@@ -166,15 +168,38 @@ func (req *createRequest) readScenes(dec *json.Decoder, maxScenes int) error {
 			req.Bad = append(req.Bad, SceneError{Index: i, Scene: s, Reason: err.Error()})
 			continue
 		}
-		if _, dup := seen[s]; !dup {
-			seen[s] = struct{}{}
-			req.Scenes = append(req.Scenes, s)
-		}
+		req.Scenes = append(req.Scenes, s)
 	}
 	if _, err := dec.Token(); err != nil {
 		return &badRequest{"scenes", fmt.Errorf("scenes: %v", err)}
 	}
+	req.Scenes = distinct(req.Scenes)
 	return nil
+}
+
+// distinct drops the scenes that came before, keeping first-seen order.
+// It sorts indices rather than filling a set: a third of the memory for
+// a million scenes.
+func distinct(list []string) []string {
+	idx := make([]int32, len(list))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortFunc(idx, func(a, b int32) int {
+		return cmp.Or(strings.Compare(list[a], list[b]), cmp.Compare(a, b))
+	})
+	keep := make([]bool, len(list))
+	for i, j := range idx {
+		keep[j] = i == 0 || list[idx[i-1]] != list[j]
+	}
+	out := list[:0]
+	for i, s := range list {
+		if keep[i] {
+			out = append(out, s)
+		}
+	}
+	clear(list[len(out):])
+	return out
 }
 
 func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
