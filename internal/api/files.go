@@ -3,6 +3,7 @@ package api
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -106,6 +107,19 @@ func (h *Handler) code(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, "scene "+scene+" of campaign "+name+" has no stored code (not succeeded)")
 }
 
+// archiveAhead is how many codes an archive fetches at once: storage
+// answers in milliseconds, so one at a time would make a large archive
+// slow; memory holds at most this many codes.
+const archiveAhead = 8
+
+// fetch is one code being read for an archive.
+type fetch struct {
+	key  string
+	body []byte
+	err  error
+	done chan struct{}
+}
+
 // archive streams every stored code of the campaign, then manifest.csv
 // (the export), as one zip. Each code is read, written and dropped in
 // turn, so memory holds one code and one batch of rows whatever the
@@ -123,22 +137,49 @@ func (h *Handler) archive(w http.ResponseWriter, r *http.Request) {
 	cw := &counter{w: w}
 	zw := zip.NewWriter(cw)
 	now := time.Now()
-	err = h.cfg.Campaigns.Export(r.Context(), c, h.cfg.Codes, func(row campaign.ExportRow) error {
+	// Codes are fetched archiveAhead at a time, and written in order.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	var ahead []*fetch
+	defer func() { // every fetch ends before the handler returns
+		cancel()
+		for _, f := range ahead {
+			<-f.done
+		}
+	}()
+	writeNext := func() error {
+		f := ahead[0]
+		<-f.done
+		ahead = ahead[1:]
+		if f.err != nil {
+			return f.err
+		}
+		zf, err := zw.CreateHeader(&zip.FileHeader{Name: f.key, Method: zip.Store, Modified: now})
+		if err == nil {
+			_, err = zf.Write(f.body)
+		}
+		return err
+	}
+	err = h.cfg.Campaigns.Export(ctx, c, h.cfg.Codes, func(row campaign.ExportRow) error {
 		if row.Status != campaign.Succeeded {
 			return nil
 		}
-		key := strings.TrimPrefix(row.Key, c.KeyPrefix)
-		body, _, err := h.cfg.Codes.Get(r.Context(), key)
-		if err != nil {
-			return err
+		if len(ahead) == archiveAhead {
+			if err := writeNext(); err != nil {
+				return err
+			}
 		}
-		f, err := zw.CreateHeader(&zip.FileHeader{Name: key, Method: zip.Store, Modified: now})
-		if err != nil {
-			return err
-		}
-		_, err = f.Write(body)
-		return err
+		f := &fetch{key: strings.TrimPrefix(row.Key, c.KeyPrefix), done: make(chan struct{})}
+		ahead = append(ahead, f)
+		go func() {
+			defer close(f.done)
+			f.body, _, f.err = h.cfg.Codes.Get(ctx, f.key)
+		}()
+		return nil
 	})
+	for err == nil && len(ahead) > 0 {
+		err = writeNext()
+	}
 	if err == nil {
 		var f io.Writer
 		if f, err = zw.CreateHeader(&zip.FileHeader{Name: "manifest.csv", Method: zip.Deflate, Modified: now}); err == nil {
