@@ -104,15 +104,20 @@ func (a *app) runServe(ctx context.Context, fs *pflag.FlagSet, o *serveOptions) 
 	if err != nil {
 		return err
 	}
+	if o.appid != "" {
+		if _, err := check(setting{"appid", "WECHAT_APPID"}, o.appid, parseAppID); err != nil {
+			return err
+		}
+	}
+	prefix, err := storage.KeyPrefix(o.storageURL)
+	if err != nil {
+		return usagef("--storage/STORAGE_URL: %v", err)
+	}
 	rdb, err := openRedis(ctx, o.redisURL, 0)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	prefix, err := storage.KeyPrefix(o.storageURL)
-	if err != nil {
-		return usagef("--storage/STORAGE_URL: %v", err)
-	}
 	store, err := storage.Open(ctx, o.storageURL, storage.Options{Getenv: a.getenv, Logger: log})
 	if err != nil {
 		return fmt.Errorf("--storage/STORAGE_URL: %w", err)

@@ -122,6 +122,8 @@ func TestServeBadUsage(t *testing.T) {
 		{"user without password", map[string]string{"WXACODE_DASHBOARD_USER": "ops"}, []string{"serve", "--addr", "0.0.0.0:0"}, "WXACODE_DASHBOARD_PASSWORD"},
 		{"bad address", nil, []string{"serve", "--addr", "8080"}, "want HOST:PORT"},
 		{"arguments", nil, []string{"serve", "extra"}, "unknown command"},
+		{"bad appid", map[string]string{"WECHAT_APPID": "wxNOPE"}, []string{"serve", "--addr", "127.0.0.1:0"}, "WECHAT_APPID"},
+		{"bad storage", nil, []string{"serve", "--addr", "127.0.0.1:0", "--storage", "ftp://x"}, "--storage"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0"}
