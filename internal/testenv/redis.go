@@ -3,8 +3,10 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +134,16 @@ func startRedis(extra []string) (*RedisServer, error) {
 		"--databases", itoa(databases),
 		"--daemonize", "no", "--protected-mode", "no",
 		"--loglevel", "warning",
+	}
+	if !slices.Contains(extra, "--dir") {
+		// A replica's full sync writes an RDB file: keep it out of the
+		// package folder the tests run in.
+		dir, err := os.MkdirTemp("", "wxacode-redis-")
+		if err != nil {
+			return nil, err
+		}
+		registerStop(func() { os.RemoveAll(dir) })
+		args = append(args, "--dir", dir)
 	}
 	args = append(args, extra...)
 	s := &RedisServer{
