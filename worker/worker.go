@@ -267,40 +267,37 @@ func (h *Handler) ProcessTask(ctx context.Context, task *asynq.Task) error {
 		}
 	}()
 	run := &batchRun{h: h, c: c, batch: bt.Batch, codes: codes, log: log, lease: lease}
-	err = run.run(ctx)
-	if err == nil && h.cfg.Blobs != nil {
-		h.archive(context.WithoutCancel(ctx), log, c.Name)
+	if err = run.run(ctx); err != nil {
+		return err
 	}
-	if err == nil && h.cfg.OnDone != nil {
-		err = h.done(context.WithoutCancel(ctx), c.Name)
-	}
-	return err
+	return h.finish(context.WithoutCancel(ctx), log, c.Name)
 }
 
-// done calls OnDone if the campaign is done.
-func (h *Handler) done(ctx context.Context, name string) error {
+// finish looks whether the campaign is done after a batch run: then it
+// moves the campaign's results out of Redis into its manifest and tells
+// OnDone. A manifest that cannot be written is logged and left: the rows
+// stay in Redis, where export finds them.
+func (h *Handler) finish(ctx context.Context, log zerolog.Logger, name string) error {
+	if h.cfg.Blobs == nil && h.cfg.OnDone == nil {
+		return nil
+	}
 	c, err := h.cfg.Campaigns.Get(ctx, name)
 	if err != nil || !c.Done() {
 		return err
 	}
+	if h.cfg.Blobs != nil && c.Manifest == 0 {
+		ok, err := h.cfg.Campaigns.Archive(ctx, name, h.cfg.Blobs)
+		switch {
+		case err != nil:
+			log.Warn().Err(err).Msg("campaign done: manifest not written, results stay in Redis")
+		case ok:
+			log.Info().Msg("campaign done: results moved to its manifest in storage")
+		}
+	}
+	if h.cfg.OnDone == nil {
+		return nil
+	}
 	return h.cfg.OnDone(ctx, c)
-}
-
-// archive moves a campaign that has ended out of Redis into its manifest.
-// A failure is logged and left: the next batch that ends, or export, still
-// finds the rows in Redis.
-func (h *Handler) archive(ctx context.Context, log zerolog.Logger, name string) {
-	c, err := h.cfg.Campaigns.Get(ctx, name)
-	if err != nil || !c.Done() || c.Manifest > 0 {
-		return
-	}
-	ok, err := h.cfg.Campaigns.Archive(ctx, name, h.cfg.Blobs)
-	switch {
-	case err != nil:
-		log.Warn().Err(err).Msg("campaign done: manifest not written, results stay in Redis")
-	case ok:
-		log.Info().Msg("campaign done: results moved to its manifest in storage")
-	}
 }
 
 // batchRun is one run of one batch.
