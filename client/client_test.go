@@ -4,8 +4,12 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/wxacode/wxacode/campaign"
 	"github.com/wxacode/wxacode/client"
 	"github.com/wxacode/wxacode/internal/webhook"
 )
@@ -33,5 +37,26 @@ func TestVerifySignatureOfWorkers(t *testing.T) {
 		if client.VerifySignature(secret, body, bad) {
 			t.Errorf("%s: %q verifies", name, bad)
 		}
+	}
+}
+
+// jsonFields lists a struct type's JSON field names with their Go kinds.
+func jsonFields(t reflect.Type) map[string]reflect.Kind {
+	out := map[string]reflect.Kind{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			out[name] = f.Type.Kind()
+		}
+	}
+	return out
+}
+
+// The client's Status decodes every field of the server's one status
+// type: a field added there and not here would be dropped silently.
+func TestStatusHasEveryFieldOfTheServers(t *testing.T) {
+	if diff := cmp.Diff(jsonFields(reflect.TypeFor[campaign.Status]()), jsonFields(reflect.TypeFor[client.Status]())); diff != "" {
+		t.Fatalf("client.Status against campaign.Status (-server +client):\n%s", diff)
 	}
 }
