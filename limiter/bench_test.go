@@ -2,38 +2,12 @@ package limiter
 
 import (
 	"context"
-	"net"
 	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/wxacode/wxacode/internal/testenv"
 )
-
-// countHook counts the commands and pipelines a client sends: its round
-// trips to Redis.
-type countHook struct{ n atomic.Int64 }
-
-func (h *countHook) DialHook(next redis.DialHook) redis.DialHook {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) { return next(ctx, network, addr) }
-}
-
-func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmds)
-	}
-}
 
 // liftedLimit is far above what one Redis can serve, so no call waits and
 // the benchmarks measure the limiter's own cost.
@@ -45,13 +19,13 @@ func BenchmarkWait(b *testing.B) {
 	l, hook := benchLimiter(b)
 	ctx := context.Background()
 	b.ResetTimer()
-	hook.n.Store(0)
+	hook.Store(0)
 	for b.Loop() {
 		if err := l.Wait(ctx, "app"); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(hook.n.Load())/float64(b.N), "roundtrips/op")
+	b.ReportMetric(float64(hook.Load())/float64(b.N), "roundtrips/op")
 }
 
 // BenchmarkWaitParallel is the same from many goroutines at once.
@@ -59,7 +33,7 @@ func BenchmarkWaitParallel(b *testing.B) {
 	l, hook := benchLimiter(b)
 	ctx := context.Background()
 	b.ResetTimer()
-	hook.n.Store(0)
+	hook.Store(0)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if err := l.Wait(ctx, "app"); err != nil {
@@ -68,7 +42,7 @@ func BenchmarkWaitParallel(b *testing.B) {
 			}
 		}
 	})
-	b.ReportMetric(float64(hook.n.Load())/float64(b.N), "roundtrips/op")
+	b.ReportMetric(float64(hook.Load())/float64(b.N), "roundtrips/op")
 }
 
 // BenchmarkWaitAtCeiling is the cost of one admission when every call
@@ -77,7 +51,7 @@ func BenchmarkWaitParallel(b *testing.B) {
 // is one round trip: a waiter starts at its slot without confirming it.
 func BenchmarkWaitAtCeiling(b *testing.B) {
 	r := testenv.NewRedis(b)
-	hook := &countHook{}
+	hook := &testenv.Trips{}
 	r.Client.AddHook(hook)
 	l := newLimiter(b, r.Client, Config{Limit: Limit{N: 5000, Per: 10 * time.Second}})
 	if err := l.Wait(context.Background(), "app"); err != nil {
@@ -86,7 +60,7 @@ func BenchmarkWaitAtCeiling(b *testing.B) {
 	ctx := context.Background()
 	b.SetParallelism(32 / max(1, runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
-	hook.n.Store(0)
+	hook.Store(0)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if err := l.Wait(ctx, "app"); err != nil {
@@ -95,12 +69,12 @@ func BenchmarkWaitAtCeiling(b *testing.B) {
 			}
 		}
 	})
-	b.ReportMetric(float64(hook.n.Load())/float64(b.N), "roundtrips/op")
+	b.ReportMetric(float64(hook.Load())/float64(b.N), "roundtrips/op")
 }
 
-func benchLimiter(b *testing.B) (*Limiter, *countHook) {
+func benchLimiter(b *testing.B) (*Limiter, *testenv.Trips) {
 	r := testenv.NewRedis(b)
-	hook := &countHook{}
+	hook := &testenv.Trips{}
 	r.Client.AddHook(hook)
 	l := newLimiter(b, r.Client, Config{Limit: liftedLimit})
 	// Load the script first, so the figures are of the steady state.

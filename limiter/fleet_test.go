@@ -51,7 +51,7 @@ func TestHelperProcess(t *testing.T) {
 	}
 	c := redis.NewClient(&redis.Options{Addr: os.Getenv(envAddr), DB: db})
 	defer c.Close()
-	hook := &countHook{}
+	hook := &testenv.Trips{}
 	c.AddHook(hook)
 	l := newLimiter(t, c, Config{Limit: lim})
 	keys := strings.Split(os.Getenv(envKeys), ",")
@@ -66,7 +66,7 @@ func TestHelperProcess(t *testing.T) {
 		t.Error(err)
 	}
 	var out bytes.Buffer
-	fmt.Fprintf(&out, "# %d\n", hook.n.Load()) // round trips to Redis
+	fmt.Fprintf(&out, "# %d\n", hook.Load()) // round trips to Redis
 	for _, k := range keys {
 		for _, ts := range times[k] {
 			fmt.Fprintf(&out, "%s %d\n", k, ts)

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/wxacode/wxacode/internal/testenv"
 )
 
@@ -454,25 +452,6 @@ func TestURLTokenSourceWithClient(t *testing.T) {
 	}
 }
 
-// redisCounter counts the commands and pipelines a client sends.
-type redisCounter struct{ n atomic.Int64 }
-
-func (h *redisCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *redisCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (h *redisCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmds)
-	}
-}
-
 // TestStableTokenKeptInProcess checks that a process serves its token
 // without reading Redis until the refresh point, drops it when told that
 // WeChat refused it, and reads the fleet's token again after the refresh
@@ -483,13 +462,13 @@ func TestStableTokenKeptInProcess(t *testing.T) {
 	f := newFakeWeChat(t)
 	f.set(func(f *fakeWeChat) { f.lifetime = 1000 }) // refresh 100 s before expiry
 	clock := newFakeClock()
-	var trips redisCounter
+	var trips testenv.Trips
 	src := newStable(t, f, r, clock, func(c *StableTokenConfig) { c.Redis.AddHook(&trips) })
 	other := newStable(t, f, r, clock)
 	ctx := t.Context()
 
 	first := mustToken(t, src)
-	trips.n.Store(0)
+	trips.Store(0)
 	for range 100 {
 		if tok := mustToken(t, src); tok != first {
 			t.Fatalf("Token = %q, want %q", tok, first)
@@ -499,7 +478,7 @@ func TestStableTokenKeptInProcess(t *testing.T) {
 	if tok := mustToken(t, src); tok != first {
 		t.Fatalf("Token before the refresh point = %q, want %q", tok, first)
 	}
-	if n := trips.n.Load(); n != 0 {
+	if n := trips.Load(); n != 0 {
 		t.Errorf("%d Redis round trips for 101 calls with a token in the process, want 0", n)
 	}
 

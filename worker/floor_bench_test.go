@@ -104,25 +104,6 @@ func startSimulator(b *testing.B) string {
 	return ""
 }
 
-// tripCounter counts a Redis client's round trips (commands and pipelines).
-type tripCounter struct{ n atomic.Int64 }
-
-func (h *tripCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *tripCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (h *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmds)
-	}
-}
-
 // usage is what a phase cost the process.
 type usage struct {
 	codes   int
@@ -138,7 +119,7 @@ func (u usage) cpuPerCode() float64 {
 }
 
 // measure runs phase and reports what it cost the process.
-func measure(b *testing.B, trips *tripCounter, codes int, phase func()) usage {
+func measure(b *testing.B, trips *testenv.Trips, codes int, phase func()) usage {
 	b.Helper()
 	runtime.GC()
 	// Reset the peak RSS (VmHWM) to the current RSS.
@@ -146,10 +127,10 @@ func measure(b *testing.B, trips *tripCounter, codes int, phase func()) usage {
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	cpu0 := processCPU(b)
-	t0 := trips.n.Load()
+	t0 := trips.Load()
 	start := time.Now()
 	phase()
-	u := usage{codes: codes, wall: time.Since(start), cpu: processCPU(b) - cpu0, trips: trips.n.Load() - t0}
+	u := usage{codes: codes, wall: time.Since(start), cpu: processCPU(b) - cpu0, trips: trips.Load() - t0}
 	runtime.ReadMemStats(&m1)
 	u.bytes = m1.TotalAlloc - m0.TotalAlloc
 	u.peakRSS = peakRSS()
@@ -204,7 +185,7 @@ func BenchmarkFloor(b *testing.B) {
 	for range b.N {
 		base := startSimulator(b)
 		r := testenv.NewRedis(b)
-		trips := &tripCounter{}
+		trips := &testenv.Trips{}
 		rdb := redis.NewClient(r.Options())
 		b.Cleanup(func() { _ = rdb.Close() })
 		rdb.AddHook(trips)
