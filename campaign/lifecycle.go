@@ -267,6 +267,12 @@ type Status struct {
 	// FailuresByErrcode counts failed scenes by WeChat errcode (0: a
 	// failure without one).
 	FailuresByErrcode map[int]int64 `json:"failures_by_errcode"`
+	// Workers is the number of live workers that serve the campaign's app
+	// (see Store.Served).
+	Workers int `json:"workers"`
+	// Unserved is true when the campaign has scenes to make and no live
+	// worker serves its app: it waits for one to start.
+	Unserved bool `json:"unserved"`
 }
 
 // StatusOf is the status of a campaign record with its failures by
@@ -282,6 +288,15 @@ func StatusOf(c Campaign, failures map[int]int64) Status {
 		st.FailuresByErrcode = map[int]int64{}
 	}
 	st.ETASeconds = st.ETA(st.RatePerSecond)
+	return st
+}
+
+// WithWorkers sets Workers to the number of live workers serving the app,
+// and Unserved when the campaign waits for one: active or enqueuing, not
+// done, and no worker.
+func (st Status) WithWorkers(served map[string]int) Status {
+	st.Workers = served[st.AppID]
+	st.Unserved = st.Workers == 0 && !st.Done && st.State != StateCancelled
 	return st
 }
 
@@ -303,7 +318,11 @@ func (s *Store) Status(ctx context.Context, name string) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	return s.statusOf(ctx, c)
+	served, err := s.Served(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	return s.statusOf(ctx, c, served)
 }
 
 // Statuses returns every campaign's status, oldest first.
@@ -312,16 +331,20 @@ func (s *Store) Statuses(ctx context.Context) ([]Status, error) {
 	if err != nil {
 		return nil, err
 	}
+	served, err := s.Served(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Status, len(cs))
 	for i, c := range cs {
-		if out[i], err = s.statusOf(ctx, c); err != nil {
+		if out[i], err = s.statusOf(ctx, c, served); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-func (s *Store) statusOf(ctx context.Context, c Campaign) (Status, error) {
+func (s *Store) statusOf(ctx context.Context, c Campaign, served map[string]int) (Status, error) {
 	var failures map[int]int64
 	if c.Failed > 0 {
 		f, err := s.Failures(ctx, c.Name)
@@ -330,5 +353,5 @@ func (s *Store) statusOf(ctx context.Context, c Campaign) (Status, error) {
 		}
 		failures = f
 	}
-	return StatusOf(c, failures), nil
+	return StatusOf(c, failures).WithWorkers(served), nil
 }

@@ -24,7 +24,7 @@ func newStore(t *testing.T) *Store {
 }
 
 func spec(name string, batch int) Campaign {
-	return Campaign{Name: name, AppID: "wx0123456789abcdef", Options: wechat.DefaultCodeOptions(), Queue: QueueDefault, BatchSize: batch}
+	return Campaign{Name: name, AppID: "wx0123456789abcdef", Options: wechat.DefaultCodeOptions(), Queue: "wxacode-wx0123456789abcdef-default", BatchSize: batch}
 }
 
 func scenes(n int) []string {

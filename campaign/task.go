@@ -3,33 +3,64 @@ package campaign
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // TaskType is the asynq task type of a batch of scenes.
 const TaskType = "wxacode:batch"
 
-// Queues, by priority. Workers serve them with the weights of QueueWeights,
-// so a small urgent campaign is not stuck behind a huge one.
-const (
-	QueueHigh    = "wxacode-high"
-	QueueDefault = "wxacode-default"
-	QueueLow     = "wxacode-low"
-)
+// Priorities of campaigns, from the most urgent.
+var Priorities = []string{"high", "default", "low"}
 
-// QueueWeights are the weights workers give the queues by default.
-var QueueWeights = map[string]int{QueueHigh: 6, QueueDefault: 3, QueueLow: 1}
+// PriorityWeights are the weights workers give an app's queues by default:
+// a small urgent campaign is not stuck behind a huge one.
+var PriorityWeights = map[string]int{"high": 6, "default": 3, "low": 1}
 
-// QueueFor maps a priority (high, default, low) to its queue.
-func QueueFor(priority string) (string, error) {
+// queuePrefix starts every queue name of batches.
+const queuePrefix = "wxacode-"
+
+// QueueFor names the queue of an app's campaigns of a priority (high,
+// default or "", low): "wxacode-APPID-PRIORITY". Each app has queues of
+// its own, so a worker pulls only batches of apps it serves.
+func QueueFor(appid, priority string) (string, error) {
 	switch priority {
-	case "high":
-		return QueueHigh, nil
-	case "", "default":
-		return QueueDefault, nil
-	case "low":
-		return QueueLow, nil
+	case "":
+		priority = "default"
+	case "high", "default", "low":
+	default:
+		return "", fmt.Errorf("priority %q: want high, default or low", priority)
 	}
-	return "", fmt.Errorf("priority %q: want high, default or low", priority)
+	return queuePrefix + appid + "-" + priority, nil
+}
+
+// QueueApp is the app of a queue named by QueueFor; false for any other
+// name.
+func QueueApp(queue string) (string, bool) {
+	rest, ok := strings.CutPrefix(queue, queuePrefix)
+	if !ok {
+		return "", false
+	}
+	appid, priority, ok := strings.Cut(rest, "-")
+	if !ok || appid == "" || PriorityWeights[priority] == 0 {
+		return "", false
+	}
+	return appid, true
+}
+
+// Queues are the queues of an app with their weights, from weights by
+// priority (nil: PriorityWeights); a priority of weight 0 or absent is
+// not served.
+func Queues(appid string, weights map[string]int) map[string]int {
+	if weights == nil {
+		weights = PriorityWeights
+	}
+	out := make(map[string]int, len(weights))
+	for p, w := range weights {
+		if q, err := QueueFor(appid, p); err == nil && w > 0 {
+			out[q] = w
+		}
+	}
+	return out
 }
 
 // BatchTask is the payload of a batch task. It names the batch; the scenes

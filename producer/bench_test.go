@@ -144,7 +144,7 @@ func BenchmarkMillionLifecycle(b *testing.B) {
 		enqueued := usedMemory(b, r.Client) - base
 		// Drop the asynq tasks, as workers finishing them would (their
 		// records expire with their retention): what stays is the campaign.
-		if _, err := asynq.NewInspectorFromRedisClient(r.Client).DeleteAllPendingTasks(campaign.QueueDefault); err != nil {
+		if _, err := asynq.NewInspectorFromRedisClient(r.Client).DeleteAllPendingTasks("wxacode-wx0123456789abcdef-default"); err != nil {
 			b.Fatal(err)
 		}
 		c := sum.Campaign

@@ -124,7 +124,7 @@ func (p *Producer) Enqueue(ctx context.Context, spec Spec, scenes []string) (Sum
 	if len(scenes) == 0 {
 		return Summary{}, &FieldError{Field: "scenes", Err: errors.New("no scenes")}
 	}
-	queue, _ := campaign.QueueFor(spec.Priority) // checked by Validate
+	queue, _ := campaign.QueueFor(spec.AppID, spec.Priority) // checked by Validate
 	rec := campaign.Campaign{
 		Name: spec.Name, AppID: spec.AppID, Options: spec.Options, Queue: queue,
 		BatchSize: p.cfg.BatchSize, KeyPrefix: spec.KeyPrefix, Webhook: spec.Webhook,

@@ -131,11 +131,11 @@ func TestEnqueueTwiceIsHarmless(t *testing.T) {
 	if again.Created || again.Enqueued != 0 || again.AlreadyQueued != 10 {
 		t.Fatalf("second Enqueue = %+v", again)
 	}
-	info, err := insp.GetQueueInfo(campaign.QueueLow)
+	info, err := insp.GetQueueInfo("wxacode-wx0123456789abcdef-low")
 	if err != nil || info.Pending != 10 {
-		t.Fatalf("queue %s: %+v, %v; want 10 pending", campaign.QueueLow, info, err)
+		t.Fatalf("queue %s: %+v, %v; want 10 pending", "wxacode-wx0123456789abcdef-low", info, err)
 	}
-	task, err := insp.GetTaskInfo(campaign.QueueLow, "spring/b9")
+	task, err := insp.GetTaskInfo("wxacode-wx0123456789abcdef-low", "spring/b9")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,14 +174,14 @@ func TestRetryEnqueuesFailedBatches(t *testing.T) {
 		t.Fatalf("Retry = %+v, %v", rs, err)
 	}
 	// A batch task deleted (as in the dashboard) is enqueued again.
-	if err := insp.DeleteTask(campaign.QueueHigh, "r/b1"); err != nil {
+	if err := insp.DeleteTask("wxacode-wx0123456789abcdef-high", "r/b1"); err != nil {
 		t.Fatal(err)
 	}
 	rs, err = p.Retry(ctx, "r")
 	if err != nil || rs.Run != 2 || rs.Enqueued != 1 || rs.Live != 1 {
 		t.Fatalf("second Retry = %+v, %v", rs, err)
 	}
-	if _, err := insp.GetTaskInfo(campaign.QueueHigh, "r/b1/r2"); err != nil {
+	if _, err := insp.GetTaskInfo("wxacode-wx0123456789abcdef-high", "r/b1/r2"); err != nil {
 		t.Fatalf("retry task: %v", err)
 	}
 	if _, err := p.Retry(ctx, "nope"); !errors.Is(err, campaign.ErrNotFound) {

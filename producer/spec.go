@@ -58,7 +58,7 @@ func (s Spec) Validate() error {
 		}
 		return &FieldError{"options", err}
 	}
-	if _, err := campaign.QueueFor(s.Priority); err != nil {
+	if _, err := campaign.QueueFor(s.AppID, s.Priority); err != nil {
 		return &FieldError{"priority", err}
 	}
 	if s.Webhook != "" {

@@ -62,7 +62,7 @@ func BenchmarkCapacity(b *testing.B) {
 		for j := range list {
 			list[j] = fmt.Sprintf("cap%06d", j)
 		}
-		c, _, err := campaigns.Create(context.Background(), campaign.Campaign{Name: "capacity", AppID: simulator.DemoAppID, Options: wechat.DefaultCodeOptions(), Queue: campaign.QueueDefault, BatchSize: 100}, list)
+		c, _, err := campaigns.Create(context.Background(), campaign.Campaign{Name: "capacity", AppID: simulator.DemoAppID, Options: wechat.DefaultCodeOptions(), Queue: demoQueue, BatchSize: 100}, list)
 		if err != nil {
 			b.Fatal(err)
 		}

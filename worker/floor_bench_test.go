@@ -420,7 +420,7 @@ func prepareWorker(b *testing.B, setup, rdb *redis.Client, client *wechat.Client
 		b.Fatal(err)
 	}
 	campaigns := campaign.NewStore(setup, "")
-	c, _, err := campaigns.Create(ctx, campaign.Campaign{Name: name, AppID: simulator.DemoAppID, Options: wechat.DefaultCodeOptions(), Queue: campaign.QueueDefault, BatchSize: 100}, scenes)
+	c, _, err := campaigns.Create(ctx, campaign.Campaign{Name: name, AppID: simulator.DemoAppID, Options: wechat.DefaultCodeOptions(), Queue: demoQueue, BatchSize: 100}, scenes)
 	if err != nil {
 		b.Fatal(err)
 	}

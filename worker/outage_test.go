@@ -65,7 +65,7 @@ func (rg *storeRig) create(tb testing.TB, name string, n, batch int) campaign.Ca
 	for i := range list {
 		list[i] = fmt.Sprintf("%s%05d", name, i)
 	}
-	c, _, err := rg.campaigns.Create(context.Background(), campaign.Campaign{Name: name, AppID: simulator.DemoAppID, Options: wechat.DefaultCodeOptions(), Queue: campaign.QueueDefault, BatchSize: batch}, list)
+	c, _, err := rg.campaigns.Create(context.Background(), campaign.Campaign{Name: name, AppID: simulator.DemoAppID, Options: wechat.DefaultCodeOptions(), Queue: demoQueue, BatchSize: batch}, list)
 	if err != nil {
 		tb.Fatal(err)
 	}

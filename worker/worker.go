@@ -741,3 +741,33 @@ func errMessage(err error) string {
 	}
 	return err.Error()
 }
+
+// AppLimiters is a Limiter that holds each app to a limiter of its own
+// (apps with different ceilings need different limiters).
+type AppLimiters map[string]Limiter
+
+func (l AppLimiters) of(app string) (Limiter, error) {
+	lim, ok := l[app]
+	if !ok {
+		return nil, fmt.Errorf("no ceiling for appid %s on this worker", app)
+	}
+	return lim, nil
+}
+
+// Wait waits on the app's limiter.
+func (l AppLimiters) Wait(ctx context.Context, app string) error {
+	lim, err := l.of(app)
+	if err != nil {
+		return err
+	}
+	return lim.Wait(ctx, app)
+}
+
+// Pause pauses the app on its limiter.
+func (l AppLimiters) Pause(ctx context.Context, app string, d time.Duration) (time.Time, error) {
+	lim, err := l.of(app)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return lim.Pause(ctx, app, d)
+}

@@ -23,6 +23,9 @@ import (
 	"github.com/wxacode/wxacode/wechat"
 )
 
+// demoQueue is the default-priority queue of the simulator's demo app.
+var demoQueue, _ = campaign.QueueFor(simulator.DemoAppID, "default")
+
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 // rig is a worker wired to real Redis, the simulator and a file store.
@@ -117,7 +120,7 @@ func (rg *rig) create(t *testing.T, name, page string, scenes []string, batch in
 	t.Helper()
 	opts := wechat.DefaultCodeOptions()
 	opts.Page = page
-	c, _, err := rg.campaigns.Create(context.Background(), campaign.Campaign{Name: name, AppID: simulator.DemoAppID, Options: opts, Queue: campaign.QueueDefault, BatchSize: batch}, scenes)
+	c, _, err := rg.campaigns.Create(context.Background(), campaign.Campaign{Name: name, AppID: simulator.DemoAppID, Options: opts, Queue: demoQueue, BatchSize: batch}, scenes)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/wxacode/wxacode/campaign"
 	"github.com/wxacode/wxacode/internal/testenv"
 	"github.com/wxacode/wxacode/simulator"
 )
@@ -138,6 +139,9 @@ func run(t *testing.T, env []string, stdin string, args ...string) (string, stri
 	}
 	return stdout.String(), stderr.String(), code
 }
+
+// demoQueue is the default-priority queue of the simulator's demo app.
+var demoQueue, _ = campaign.QueueFor(simulator.DemoAppID, "default")
 
 var foundStoredRE = regexp.MustCompile(`"found_stored":([0-9]+)`)
 

@@ -119,7 +119,7 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	if err := spec.Validate(); errors.As(err, &fe) {
 		return usagef("%s", fieldMessage(fe))
 	}
-	queue, _ := campaign.QueueFor(o.priority)
+	queue, _ := campaign.QueueFor(o.appid, o.priority)
 	lim, err := check(setting{"rate", "WXACODE_RATE"}, o.rate, parseRate)
 	if err != nil {
 		return err

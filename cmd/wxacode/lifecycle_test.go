@@ -170,7 +170,7 @@ func TestCancelDuringEnqueueSticks(t *testing.T) {
 	start(t, env, "worker")
 	insp := asynq.NewInspectorFromRedisClient(r.Client)
 	for deadline := time.Now().Add(2 * time.Minute); ; {
-		info, err := insp.GetQueueInfo(campaign.QueueDefault)
+		info, err := insp.GetQueueInfo(demoQueue)
 		if err == nil && info.Pending == 0 && info.Active == 0 && info.Retry == 0 {
 			t.Logf("worker skipped %d batch tasks", info.Completed)
 			break
@@ -214,7 +214,7 @@ func TestRetryReconcilesWhateverHappened(t *testing.T) {
 	}
 	// Someone deletes a batch task in the dashboard.
 	insp := asynq.NewInspectorFromRedisClient(r.Client)
-	if err := insp.DeleteTask(campaign.QueueDefault, "mixed/b3"); err != nil {
+	if err := insp.DeleteTask(demoQueue, "mixed/b3"); err != nil {
 		t.Fatal(err)
 	}
 	start(t, env, "worker")

@@ -16,7 +16,6 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/wxacode/wxacode/campaign"
 	"github.com/wxacode/wxacode/internal/testenv"
 	"github.com/wxacode/wxacode/simulator"
 )
@@ -128,7 +127,7 @@ func TestURLUserInfoRedacted(t *testing.T) {
 func TestServeGuards(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
-	if _, err := asynq.NewClientFromRedisClient(r.Client).Enqueue(asynq.NewTask("batch", nil), asynq.Queue(campaign.QueueDefault)); err != nil {
+	if _, err := asynq.NewClientFromRedisClient(r.Client).Enqueue(asynq.NewTask("batch", nil), asynq.Queue(demoQueue)); err != nil {
 		t.Fatal(err)
 	}
 	base := startURL(t, []string{"REDIS_URL=" + r.URL, "WXACODE_ALLOWED_HOSTS=dash.internal, ops.example:8443"}, "serve", "--addr", "127.0.0.1:0")
@@ -153,13 +152,13 @@ func TestServeGuards(t *testing.T) {
 	}
 	insp := asynq.NewInspectorFromRedisClient(r.Client)
 	isPaused := func() bool {
-		info, err := insp.GetQueueInfo(campaign.QueueDefault)
+		info, err := insp.GetQueueInfo(demoQueue)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return info.Paused
 	}
-	pause := "/monitoring/api/queues/" + campaign.QueueDefault + ":pause"
+	pause := "/monitoring/api/queues/" + demoQueue + ":pause"
 	for _, tt := range []struct {
 		name   string
 		method string

@@ -130,7 +130,7 @@ func TestCreateConflictCancelRetry(t *testing.T) {
 		t.Fatalf("first PUT = %d %s, want 201", code, resp)
 	}
 	st := status(t, resp)
-	if st.Total != 3 || st.State != campaign.StateActive || st.AppID != simulator.DemoAppID || st.Queue != campaign.QueueHigh || st.Page != "pages/p/index" {
+	if st.Total != 3 || st.State != campaign.StateActive || st.AppID != simulator.DemoAppID || st.Queue != "wxacode-"+simulator.DemoAppID+"-high" || st.Page != "pages/p/index" {
 		t.Errorf("created status %+v: want 3 distinct scenes, active, the server's appid, queue high", st)
 	}
 	if code, resp := e.do(t, "PUT", "/api/v1/campaigns/spring", body); code != http.StatusOK || status(t, resp).Total != 3 {

@@ -143,10 +143,10 @@ func TestCampaignsJSON(t *testing.T) {
 		got[i].Created = time.Time{}
 	}
 	want := []campaign.Status{
-		{Campaign: "spring", AppID: "wx00000000000000a1", Page: "pages/item", Queue: campaign.QueueDefault, State: campaign.StateActive,
+		{Campaign: "spring", AppID: "wx00000000000000a1", Page: "pages/item", Queue: "wxacode-wx00000000000000a1-default", State: campaign.StateActive,
 			Total: 25, Succeeded: 5, Failed: 3, Pending: 17, RatePerSecond: got[0].RatePerSecond, ETASeconds: got[0].ETASeconds,
 			FailuresByErrcode: map[int]int64{41030: 2, 40129: 1}},
-		{Campaign: "urgent", AppID: "wx00000000000000a2", Page: "pages/index", Queue: campaign.QueueHigh, State: campaign.StateActive,
+		{Campaign: "urgent", AppID: "wx00000000000000a2", Page: "pages/index", Queue: "wxacode-wx00000000000000a2-high", State: campaign.StateActive,
 			Total: 4, Pending: 4, FailuresByErrcode: map[int]int64{}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

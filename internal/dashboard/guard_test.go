@@ -13,7 +13,6 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/wxacode/wxacode/campaign"
 	"github.com/wxacode/wxacode/internal/dashboard"
 	"github.com/wxacode/wxacode/internal/testenv"
 )
@@ -92,21 +91,21 @@ func TestCrossOriginStateChanges(t *testing.T) {
 				cfg.Auth = dashboard.Auth{User: "ops", Password: "pw"}
 			}
 			r, srv := fixture(t, cfg)
-			got := do(t, "POST", srv.URL+"/monitoring/api/queues/"+campaign.QueueDefault+":pause", tt.hdr(srv.URL), "x")
+			got := do(t, "POST", srv.URL+"/monitoring/api/queues/"+"wxacode-wx00000000000000a1-default"+":pause", tt.hdr(srv.URL), "x")
 			if ok := got.code/100 == 2; got.code != tt.want && !(ok && tt.want == http.StatusOK) {
 				t.Fatalf("POST pause = %d %q, want %d", got.code, got.body, tt.want)
 			}
-			if p := paused(t, r, campaign.QueueDefault); p != tt.pause {
+			if p := paused(t, r, "wxacode-wx00000000000000a1-default"); p != tt.pause {
 				t.Fatalf("queue paused %v after the request, want %v", p, tt.pause)
 			}
 			// Deleting every pending batch task is refused or allowed alike.
 			insp := asynq.NewInspectorFromRedisClient(r.Client)
-			before, err := insp.GetQueueInfo(campaign.QueueHigh)
+			before, err := insp.GetQueueInfo("wxacode-wx00000000000000a2-high")
 			if err != nil {
 				t.Fatal(err)
 			}
-			got = do(t, "DELETE", srv.URL+"/monitoring/api/queues/"+campaign.QueueHigh+"/pending_tasks:delete_all", tt.hdr(srv.URL), "")
-			after, err := insp.GetQueueInfo(campaign.QueueHigh)
+			got = do(t, "DELETE", srv.URL+"/monitoring/api/queues/"+"wxacode-wx00000000000000a2-high"+"/pending_tasks:delete_all", tt.hdr(srv.URL), "")
+			after, err := insp.GetQueueInfo("wxacode-wx00000000000000a2-high")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -180,7 +179,7 @@ func TestBrowserCrossSite(t *testing.T) {
 	var seen []string
 	page := func(target string) string {
 		return `<!doctype html><title>t</title><body><p id=s>sending</p><script>
-fetch(` + "`" + target + `/monitoring/api/queues/` + campaign.QueueDefault + `:pause` + "`" + `, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body: "x"})
+fetch(` + "`" + target + `/monitoring/api/queues/` + "wxacode-wx00000000000000a1-default" + `:pause` + "`" + `, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body: "x"})
   .then(() => document.getElementById("s").textContent = "sent", e => document.getElementById("s").textContent = "error " + e);
 </script>`
 	}
@@ -216,10 +215,10 @@ fetch(` + "`" + target + `/monitoring/api/queues/` + campaign.QueueDefault + `:p
 	got := strings.Join(seen, "; ")
 	seen = nil
 	mu.Unlock()
-	if !strings.Contains(dom, "sent") || got != "POST /monitoring/api/queues/"+campaign.QueueDefault+":pause 403" {
+	if !strings.Contains(dom, "sent") || got != "POST /monitoring/api/queues/"+"wxacode-wx00000000000000a1-default"+":pause 403" {
 		t.Fatalf("cross-site page: dom %q, requests %q; want the POST sent and refused with 403", dom, got)
 	}
-	if paused(t, r, campaign.QueueDefault) {
+	if paused(t, r, "wxacode-wx00000000000000a1-default") {
 		t.Fatal("a cross-site page paused the queue")
 	}
 
@@ -227,8 +226,8 @@ fetch(` + "`" + target + `/monitoring/api/queues/` + campaign.QueueDefault + `:p
 	mu.Lock()
 	got = strings.Join(seen, "; ")
 	mu.Unlock()
-	if got != "POST /monitoring/api/queues/"+campaign.QueueDefault+":pause 204" || !paused(t, r, campaign.QueueDefault) {
-		t.Fatalf("same-origin page: requests %q, paused %v; want the POST accepted and the queue paused", got, paused(t, r, campaign.QueueDefault))
+	if got != "POST /monitoring/api/queues/"+"wxacode-wx00000000000000a1-default"+":pause 204" || !paused(t, r, "wxacode-wx00000000000000a1-default") {
+		t.Fatalf("same-origin page: requests %q, paused %v; want the POST accepted and the queue paused", got, paused(t, r, "wxacode-wx00000000000000a1-default"))
 	}
 }
 

@@ -3,6 +3,7 @@ package metrics
 import (
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 	"time"
 
@@ -30,14 +31,16 @@ var (
 	queuePausedDesc = prometheus.NewDesc("wxacode_queue_paused",
 		"1 when an asynq queue is paused.",
 		[]string{"queue"}, nil)
+	appWorkersDesc = prometheus.NewDesc("wxacode_app_workers",
+		"Live workers that serve an app, for every app a campaign names or a worker serves.",
+		[]string{"appid"}, nil)
+	campaignUnservedDesc = prometheus.NewDesc("wxacode_campaign_unserved",
+		"1 when a campaign has scenes to make and no live worker serves its app.",
+		[]string{"campaign", "appid"}, nil)
 	scrapeErrorDesc = prometheus.NewDesc("wxacode_scrape_error",
 		"1 when the last scrape could not read a source (campaigns or queues) from Redis; its metrics are then missing.",
 		[]string{"source"}, nil)
 )
-
-// knownQueues are reported even before asynq has seen them, so dashboards
-// show zeros rather than gaps.
-var knownQueues = []string{campaign.QueueHigh, campaign.QueueDefault, campaign.QueueLow}
 
 // FleetCollector reports the whole fleet's campaigns and queues, read from
 // Redis at each scrape: every campaign's scenes by status and every asynq
@@ -71,7 +74,7 @@ func (c *FleetCollector) WithLogger(log zerolog.Logger) *FleetCollector {
 
 // Describe sends the descriptors of every metric the collector reports.
 func (c *FleetCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{campaignScenesDesc, campaignTotalDesc, queueTasksDesc, queueLatencyDesc, queuePausedDesc, scrapeErrorDesc} {
+	for _, d := range []*prometheus.Desc{campaignScenesDesc, campaignTotalDesc, campaignUnservedDesc, appWorkersDesc, queueTasksDesc, queueLatencyDesc, queuePausedDesc, scrapeErrorDesc} {
 		ch <- d
 	}
 }
@@ -100,7 +103,18 @@ func (c *FleetCollector) collectCampaigns(ctx context.Context, ch chan<- prometh
 	if err != nil {
 		return err
 	}
+	served, err := c.store.Served(ctx)
+	if err != nil {
+		return err
+	}
+	apps := maps.Clone(served)
 	for _, cp := range cs {
+		apps[cp.AppID] = served[cp.AppID]
+		unserved := 0.0
+		if campaign.StatusOf(cp, nil).WithWorkers(served).Unserved {
+			unserved = 1
+		}
+		c.send(ch, campaignUnservedDesc, unserved, cp.Name, cp.AppID)
 		for _, s := range []struct {
 			status string
 			n      int64
@@ -112,6 +126,9 @@ func (c *FleetCollector) collectCampaigns(ctx context.Context, ch chan<- prometh
 			c.send(ch, campaignScenesDesc, float64(s.n), cp.Name, cp.AppID, s.status)
 		}
 		c.send(ch, campaignTotalDesc, float64(cp.Total), cp.Name, cp.AppID)
+	}
+	for app, n := range apps {
+		c.send(ch, appWorkersDesc, float64(n), app)
 	}
 	return nil
 }
@@ -133,23 +150,13 @@ func (c *FleetCollector) collectQueues(ch chan<- prometheus.Metric) error {
 	if err != nil {
 		return err
 	}
-	queues := slices.Clone(existing)
-	for _, q := range knownQueues {
-		if !slices.Contains(queues, q) {
-			queues = append(queues, q)
-		}
-	}
-	slices.Sort(queues)
+	queues := slices.Sorted(slices.Values(existing))
 	var firstErr error
 	for _, q := range queues {
-		info := &asynq.QueueInfo{Queue: q}
-		if slices.Contains(existing, q) {
-			i, err := c.insp.GetQueueInfo(q)
-			if err != nil {
-				firstErr = cmp.Or(firstErr, err)
-				continue
-			}
-			info = i
+		info, err := c.insp.GetQueueInfo(q)
+		if err != nil {
+			firstErr = cmp.Or(firstErr, err)
+			continue
 		}
 		for _, s := range []struct {
 			state string

@@ -69,7 +69,7 @@ func TestFleetCollectorBadLabel(t *testing.T) {
 	store := fleet(t, r.Client)
 	// Written straight to the store, around every check of the commands
 	// and the API.
-	bad := campaign.Campaign{Name: "hostile", AppID: "wx\xff\xfe", Queue: campaign.QueueLow, BatchSize: 10, Options: wechat.CodeOptions{Page: "pages/index"}}
+	bad := campaign.Campaign{Name: "hostile", AppID: "wx\xff\xfe", Queue: "wxacode-wx0123456789abcdef-low", BatchSize: 10, Options: wechat.CodeOptions{Page: "pages/index"}}
 	if _, _, err := store.Create(context.Background(), bad, []string{"a", "b"}); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestFleetCollectorBadLabel(t *testing.T) {
 	for _, want := range []string{
 		`wxacode_campaign_scenes{appid="wx00000000000000a1",campaign="spring",status="succeeded"} 5`,
 		`wxacode_campaign_distinct_scenes{appid="wx00000000000000a2",campaign="urgent"} 4`,
-		`wxacode_queue_tasks{queue="wxacode-default",state="pending"} 3`,
+		`wxacode_queue_tasks{queue="wxacode-wx00000000000000a1-default",state="pending"} 3`,
 	} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("scrape lacks %q:\n%s", want, body)

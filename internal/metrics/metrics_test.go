@@ -175,39 +175,55 @@ wxacode_campaign_distinct_scenes{appid="wx00000000000000a1",campaign="spring"} 2
 wxacode_campaign_distinct_scenes{appid="wx00000000000000a2",campaign="urgent"} 4
 # HELP wxacode_queue_tasks Batch tasks in an asynq queue by state.
 # TYPE wxacode_queue_tasks gauge
-wxacode_queue_tasks{queue="wxacode-default",state="active"} 0
-wxacode_queue_tasks{queue="wxacode-default",state="archived"} 0
-wxacode_queue_tasks{queue="wxacode-default",state="completed"} 0
-wxacode_queue_tasks{queue="wxacode-default",state="pending"} 3
-wxacode_queue_tasks{queue="wxacode-default",state="retry"} 0
-wxacode_queue_tasks{queue="wxacode-default",state="scheduled"} 0
-wxacode_queue_tasks{queue="wxacode-high",state="active"} 0
-wxacode_queue_tasks{queue="wxacode-high",state="archived"} 0
-wxacode_queue_tasks{queue="wxacode-high",state="completed"} 0
-wxacode_queue_tasks{queue="wxacode-high",state="pending"} 1
-wxacode_queue_tasks{queue="wxacode-high",state="retry"} 0
-wxacode_queue_tasks{queue="wxacode-high",state="scheduled"} 0
-wxacode_queue_tasks{queue="wxacode-low",state="active"} 0
-wxacode_queue_tasks{queue="wxacode-low",state="archived"} 0
-wxacode_queue_tasks{queue="wxacode-low",state="completed"} 0
-wxacode_queue_tasks{queue="wxacode-low",state="pending"} 0
-wxacode_queue_tasks{queue="wxacode-low",state="retry"} 0
-wxacode_queue_tasks{queue="wxacode-low",state="scheduled"} 0
+wxacode_queue_tasks{queue="wxacode-wx00000000000000a1-default",state="active"} 0
+wxacode_queue_tasks{queue="wxacode-wx00000000000000a1-default",state="archived"} 0
+wxacode_queue_tasks{queue="wxacode-wx00000000000000a1-default",state="completed"} 0
+wxacode_queue_tasks{queue="wxacode-wx00000000000000a1-default",state="pending"} 3
+wxacode_queue_tasks{queue="wxacode-wx00000000000000a1-default",state="retry"} 0
+wxacode_queue_tasks{queue="wxacode-wx00000000000000a1-default",state="scheduled"} 0
+wxacode_queue_tasks{queue="wxacode-wx00000000000000a2-high",state="active"} 0
+wxacode_queue_tasks{queue="wxacode-wx00000000000000a2-high",state="archived"} 0
+wxacode_queue_tasks{queue="wxacode-wx00000000000000a2-high",state="completed"} 0
+wxacode_queue_tasks{queue="wxacode-wx00000000000000a2-high",state="pending"} 1
+wxacode_queue_tasks{queue="wxacode-wx00000000000000a2-high",state="retry"} 0
+wxacode_queue_tasks{queue="wxacode-wx00000000000000a2-high",state="scheduled"} 0
 # HELP wxacode_queue_paused 1 when an asynq queue is paused.
 # TYPE wxacode_queue_paused gauge
-wxacode_queue_paused{queue="wxacode-default"} 1
-wxacode_queue_paused{queue="wxacode-high"} 0
-wxacode_queue_paused{queue="wxacode-low"} 0
+wxacode_queue_paused{queue="wxacode-wx00000000000000a1-default"} 1
+wxacode_queue_paused{queue="wxacode-wx00000000000000a2-high"} 0
+# HELP wxacode_campaign_unserved 1 when a campaign has scenes to make and no live worker serves its app.
+# TYPE wxacode_campaign_unserved gauge
+wxacode_campaign_unserved{appid="wx00000000000000a1",campaign="spring"} 1
+wxacode_campaign_unserved{appid="wx00000000000000a2",campaign="urgent"} 0
+# HELP wxacode_app_workers Live workers that serve an app, for every app a campaign names or a worker serves.
+# TYPE wxacode_app_workers gauge
+wxacode_app_workers{appid="wx00000000000000a1"} 0
+wxacode_app_workers{appid="wx00000000000000a2"} 2
+wxacode_app_workers{appid="wx00000000000000a3"} 1
 # HELP wxacode_scrape_error 1 when the last scrape could not read a source (campaigns or queues) from Redis; its metrics are then missing.
 # TYPE wxacode_scrape_error gauge
 wxacode_scrape_error{source="campaigns"} 0
 wxacode_scrape_error{source="queues"} 0
 `
-	if err := insp.PauseQueue(campaign.QueueDefault); err != nil {
+	if err := insp.PauseQueue("wxacode-wx00000000000000a1-default"); err != nil {
+		t.Fatal(err)
+	}
+	// Two live workers serve a2 (one also a3), and one that stopped
+	// served a1: a1's campaign is unserved.
+	for _, w := range []struct {
+		name string
+		apps []string
+	}{{"w1", []string{"wx00000000000000a2"}}, {"w2", []string{"wx00000000000000a2", "wx00000000000000a3"}}, {"gone", []string{"wx00000000000000a1"}}} {
+		if err := store.Register(t.Context(), w.name, w.apps, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := store.Deregister(t.Context(), "gone", []string{"wx00000000000000a1"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"wxacode_campaign_scenes", "wxacode_campaign_distinct_scenes", "wxacode_queue_tasks", "wxacode_queue_paused", "wxacode_scrape_error"); err != nil {
+		"wxacode_campaign_scenes", "wxacode_campaign_distinct_scenes", "wxacode_queue_tasks", "wxacode_queue_paused",
+		"wxacode_campaign_unserved", "wxacode_app_workers", "wxacode_scrape_error"); err != nil {
 		t.Error(err)
 	}
 

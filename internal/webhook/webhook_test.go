@@ -48,7 +48,7 @@ func TestNotifyAndDeliver(t *testing.T) {
 
 	c, _, err := store.Create(ctx, campaign.Campaign{
 		Name: "spring", AppID: "wx00000000000000a1", Options: wechat.CodeOptions{Page: "p"},
-		Queue: campaign.QueueDefault, BatchSize: 10, Webhook: hook,
+		Queue: "wxacode-wx00000000000000a1-default", BatchSize: 10, Webhook: hook,
 	}, []string{"a"})
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +64,7 @@ func TestNotifyAndDeliver(t *testing.T) {
 		}
 	}
 	insp := asynq.NewInspectorFromRedisClient(r.Client)
-	tasks, err := insp.ListPendingTasks(campaign.QueueDefault)
+	tasks, err := insp.ListPendingTasks("wxacode-wx00000000000000a1-default")
 	if err != nil {
 		t.Fatal(err)
 	}
