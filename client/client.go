@@ -97,6 +97,11 @@ type Status struct {
 	Created           time.Time     `json:"created"`
 	Archived          bool          `json:"archived"`
 	FailuresByErrcode map[int]int64 `json:"failures_by_errcode"`
+	// Workers is the number of live workers that serve the app.
+	Workers int `json:"workers"`
+	// Unserved is true when the campaign has codes to make and no live
+	// worker serves its app.
+	Unserved bool `json:"unserved"`
 }
 
 // SceneError is one bad scene of a Create.

@@ -100,6 +100,9 @@ func statusLine(c campaign.Status, rate float64) string {
 	if c.Done {
 		return s + "  done"
 	}
+	if c.Unserved {
+		return s + "  unserved: no running worker serves " + c.AppID
+	}
 	if eta := c.ETA(rate); eta > 0 {
 		s += fmt.Sprintf("  %.1f/s  ETA %s", rate, formatETA(time.Duration(eta*float64(time.Second))))
 	}

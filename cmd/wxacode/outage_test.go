@@ -186,7 +186,7 @@ func (rg *outageRig) finish(from, to time.Time) outageFigures {
 			if resp.StatusCode != http.StatusOK {
 				t.Errorf("serve after the outage: GET %s: %s %s", path, resp.Status, body)
 			}
-			if path == "/monitoring/api/queues" && !strings.Contains(string(body), "wxacode-default") {
+			if path == "/monitoring/api/queues" && !strings.Contains(string(body), demoQueue) {
 				t.Errorf("asynqmon after the outage does not list the queue: %s", body)
 			}
 		}

@@ -158,7 +158,7 @@ func TestBrowser(t *testing.T) {
 		}},
 		{"campaigns", "/", []string{"spring-posters", "urgent-tickets", "0 of 300 scenes ended"}},
 		// asynqmon's dashboard lists every queue with its task counts.
-		{"monitoring", "/monitoring/", []string{"wxacode-default", "wxacode-high", "Queues"}},
+		{"monitoring", "/monitoring/", []string{"wxacode-wx8d2f61c7a0b3e945-default", "wxacode-wx8d2f61c7a0b3e945-high", "Queues"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dom := headless(t, bin, srv.URL+tc.path, "--dump-dom")

@@ -145,9 +145,9 @@ func TestCampaignsJSON(t *testing.T) {
 	want := []campaign.Status{
 		{Campaign: "spring", AppID: "wx00000000000000a1", Page: "pages/item", Queue: "wxacode-wx00000000000000a1-default", State: campaign.StateActive,
 			Total: 25, Succeeded: 5, Failed: 3, Pending: 17, RatePerSecond: got[0].RatePerSecond, ETASeconds: got[0].ETASeconds,
-			FailuresByErrcode: map[int]int64{41030: 2, 40129: 1}},
+			FailuresByErrcode: map[int]int64{41030: 2, 40129: 1}, Unserved: true},
 		{Campaign: "urgent", AppID: "wx00000000000000a2", Page: "pages/index", Queue: "wxacode-wx00000000000000a2-high", State: campaign.StateActive,
-			Total: 4, Pending: 4, FailuresByErrcode: map[int]int64{}},
+			Total: 4, Pending: 4, FailuresByErrcode: map[int]int64{}, Unserved: true},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("GET /api/campaigns (-want +got):\n%s", diff)
@@ -237,7 +237,7 @@ func TestMonitoringAndMetrics(t *testing.T) {
 	}
 	// asynqmon's API sees our queues through the dashboard's Redis.
 	qs := get(t, srv.URL+"/monitoring/api/queues", nil)
-	if qs.code != http.StatusOK || !strings.Contains(qs.body, `"queue":"wxacode-default"`) || !strings.Contains(qs.body, `"queue":"wxacode-high"`) {
+	if qs.code != http.StatusOK || !strings.Contains(qs.body, `"queue":"wxacode-wx00000000000000a1-default"`) || !strings.Contains(qs.body, `"queue":"wxacode-wx00000000000000a2-high"`) {
 		t.Errorf("GET /monitoring/api/queues = %d:\n%s", qs.code, qs.body)
 	}
 	info := get(t, srv.URL+"/monitoring/api/redis_info", nil)
@@ -245,7 +245,7 @@ func TestMonitoringAndMetrics(t *testing.T) {
 		t.Errorf("GET /monitoring/api/redis_info = %d:\n%.300s", info.code, info.body)
 	}
 	// Read-only: asynqmon refuses to change anything.
-	req, _ := http.NewRequestWithContext(t.Context(), "DELETE", srv.URL+"/monitoring/api/queues/wxacode-default/pending_tasks:delete_all", nil)
+	req, _ := http.NewRequestWithContext(t.Context(), "DELETE", srv.URL+"/monitoring/api/queues/wxacode-wx00000000000000a1-default/pending_tasks:delete_all", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -260,8 +260,8 @@ func TestMonitoringAndMetrics(t *testing.T) {
 		`wxacode_campaign_scenes{appid="wx00000000000000a1",campaign="spring",status="succeeded"} 5`,
 		`wxacode_campaign_scenes{appid="wx00000000000000a1",campaign="spring",status="failed"} 3`,
 		`wxacode_campaign_distinct_scenes{appid="wx00000000000000a1",campaign="spring"} 25`,
-		`wxacode_queue_tasks{queue="wxacode-default",state="pending"} 3`,
-		`wxacode_queue_tasks{queue="wxacode-high",state="pending"} 1`,
+		`wxacode_queue_tasks{queue="wxacode-wx00000000000000a1-default",state="pending"} 3`,
+		`wxacode_queue_tasks{queue="wxacode-wx00000000000000a2-high",state="pending"} 1`,
 		`wxacode_scrape_error{source="queues"} 0`,
 		`go_goroutines`,
 	} {
@@ -353,7 +353,7 @@ func TestNoSecrets(t *testing.T) {
 	t.Parallel()
 	_, srv := fixture(t, dashboard.Config{})
 	for _, p := range []string{"/", "/campaigns/spring", "/api/campaigns", "/api/campaigns/spring", "/monitoring/",
-		"/monitoring/api/queues", "/monitoring/api/queues/wxacode-default/pending_tasks", "/monitoring/api/redis_info",
+		"/monitoring/api/queues", "/monitoring/api/queues/wxacode-wx00000000000000a1-default/pending_tasks", "/monitoring/api/redis_info",
 		"/monitoring/api/servers", "/metrics", "/healthz"} {
 		resp := get(t, srv.URL+p, nil)
 		if resp.code != http.StatusOK {

@@ -46,9 +46,9 @@ func TestMiniredis(t *testing.T) {
 	for _, tc := range []struct{ path, want string }{
 		{"/api/campaigns/demo", `"total": 30`},
 		{"/", "0 of 30 scenes ended"},
-		{"/monitoring/api/queues", `"queue":"wxacode-default"`},
+		{"/monitoring/api/queues", `"queue":"wxacode-wx000000000000de70-default"`},
 		{"/monitoring/", `<div id="root">`},
-		{"/metrics", `wxacode_queue_tasks{queue="wxacode-default",state="pending"} 3`},
+		{"/metrics", `wxacode_queue_tasks{queue="wxacode-wx000000000000de70-default",state="pending"} 3`},
 		{"/metrics", `wxacode_scrape_error{source="queues"} 0`},
 		{"/healthz", "ok"},
 	} {
