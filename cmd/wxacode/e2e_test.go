@@ -121,7 +121,7 @@ func tail(s string, n int) string {
 
 // run runs the binary to its end and returns stdout, stderr and the exit
 // code.
-func run(t *testing.T, env []string, stdin string, args ...string) (string, string, int) {
+func run(t testing.TB, env []string, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(binary(t), args...)
 	// Codes go to a folder of the test unless env names a store: serve
@@ -149,7 +149,7 @@ var urlRE = regexp.MustCompile(`http://127\.0\.0\.1:[0-9]+`)
 
 // startSimulator starts `wxacode simulate` on a free port (or addr) and
 // returns its base URL and call log path.
-func startSimulator(t *testing.T, addr string, args ...string) (*proc, string, string) {
+func startSimulator(t testing.TB, addr string, args ...string) (*proc, string, string) {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "calls.jsonl")
 	if addr == "" {
@@ -173,7 +173,7 @@ func startSimulator(t *testing.T, addr string, args ...string) (*proc, string, s
 
 // startURL starts a wxacode server command and returns the base URL it
 // prints.
-func startURL(t *testing.T, env []string, args ...string) string {
+func startURL(t testing.TB, env []string, args ...string) string {
 	t.Helper()
 	p := start(t, env, args...)
 	deadline := time.Now().Add(15 * time.Second)
@@ -192,7 +192,7 @@ func startURL(t *testing.T, env []string, args ...string) string {
 }
 
 // scrape returns the text of a Prometheus endpoint.
-func scrape(t *testing.T, url string) string {
+func scrape(t testing.TB, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -238,7 +238,7 @@ type statusOut struct {
 	Done      bool   `json:"done"`
 }
 
-func status(t *testing.T, env []string, name string) statusOut {
+func status(t testing.TB, env []string, name string) statusOut {
 	t.Helper()
 	stdout, stderr, code := run(t, env, "", "status", name, "--json")
 	if code != 0 {
@@ -252,7 +252,7 @@ func status(t *testing.T, env []string, name string) statusOut {
 }
 
 // waitFor polls status until cond holds or the timeout passes.
-func waitFor(t *testing.T, env []string, name string, timeout time.Duration, cond func(statusOut) bool) statusOut {
+func waitFor(t testing.TB, env []string, name string, timeout time.Duration, cond func(statusOut) bool) statusOut {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -267,7 +267,7 @@ func waitFor(t *testing.T, env []string, name string, timeout time.Duration, con
 	}
 }
 
-func readCallLog(t *testing.T, path string) []simulator.LogEntry {
+func readCallLog(t testing.TB, path string) []simulator.LogEntry {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
