@@ -3,7 +3,6 @@ package campaign
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 )
 
 // TaskType is the asynq task type of a batch of scenes.
@@ -31,20 +30,6 @@ func QueueFor(appid, priority string) (string, error) {
 		return "", fmt.Errorf("priority %q: want high, default or low", priority)
 	}
 	return queuePrefix + appid + "-" + priority, nil
-}
-
-// QueueApp is the app of a queue named by QueueFor; false for any other
-// name.
-func QueueApp(queue string) (string, bool) {
-	rest, ok := strings.CutPrefix(queue, queuePrefix)
-	if !ok {
-		return "", false
-	}
-	appid, priority, ok := strings.Cut(rest, "-")
-	if !ok || appid == "" || PriorityWeights[priority] == 0 {
-		return "", false
-	}
-	return appid, true
 }
 
 // Queues are the queues of an app with their weights, from weights by
