@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/wxacode/wxacode/campaign"
 	"github.com/wxacode/wxacode/internal/testenv"
 )
 
@@ -331,6 +333,13 @@ func TestManyAppsOneWorker(t *testing.T) {
 
 	if res.unservedCalls != 0 {
 		t.Errorf("the 21st app, which no worker serves, was called %d times", res.unservedCalls)
+	}
+	// Its batches were never pulled: all still pending in its own queue,
+	// none handed back to wait for a retry.
+	q, _ := campaign.QueueFor(m.appid(m.apps), "default")
+	info, err := asynq.NewInspectorFromRedisClient(r.Client).GetQueueInfo(q)
+	if err != nil || info.Pending != 7 || info.Retry != 0 || info.Active != 0 || info.Processed != 0 {
+		t.Errorf("queue %s of the unserved app: %+v, %v; want its 7 batches pending, none taken", q, info, err)
 	}
 	if res.span < 20*time.Second {
 		t.Fatalf("the apps ran at the same time for only %s", res.span)

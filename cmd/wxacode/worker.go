@@ -29,6 +29,7 @@ type workerOptions struct {
 	appsFile                           string
 	apiBase                            string
 	concurrency, parallel              int
+	concurrencySet                     bool
 	queues                             []string
 	createBucket                       bool
 	shutdownTimeout                    time.Duration
@@ -86,7 +87,10 @@ every code it has paid for and stores it when the store answers again; while
 Redis is away no call is made (the ceiling fails closed) and the worker
 reconnects when it is back.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return a.runWorker(cmd.Context(), o) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.concurrencySet = cmd.Flags().Changed("concurrency")
+			return a.runWorker(cmd.Context(), o)
+		},
 	}
 	fs := cmd.Flags()
 	a.redisFlag(fs, &o.redisURL)
@@ -219,7 +223,7 @@ func (a *app) runWorker(ctx context.Context, o *workerOptions) error {
 		return err
 	}
 	concurrency := o.concurrency
-	if concurrency == 0 {
+	if !o.concurrencySet {
 		// Sized from the number of apps: each gets its own batches.
 		concurrency = min(defaultConcurrency, maxInFlight/(len(apps)*o.parallel))
 		if concurrency == 0 {
