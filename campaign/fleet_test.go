@@ -41,10 +41,11 @@ func TestFleetRegistry(t *testing.T) {
 		t.Errorf("served after a stop and a lapse (-want +got):\n%s", diff)
 	}
 	// Renewing keeps an entry: one registration, renewed past its first TTL.
-	must(s.Register(ctx, "w3", []string{"wx00000000000000a4"}, 300*time.Millisecond))
-	time.Sleep(200 * time.Millisecond)
-	must(s.Register(ctx, "w3", []string{"wx00000000000000a4"}, 300*time.Millisecond))
-	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	must(s.Register(ctx, "w3", []string{"wx00000000000000a4"}, 2*time.Second))
+	time.Sleep(1500 * time.Millisecond)
+	must(s.Register(ctx, "w3", []string{"wx00000000000000a4"}, 2*time.Second))
+	time.Sleep(time.Until(start.Add(2500 * time.Millisecond)))
 	if served()["wx00000000000000a4"] != 1 {
 		t.Errorf("a renewed entry lapsed")
 	}
