@@ -44,6 +44,15 @@
 // exactly as Key writes them, so distinct scenes always get distinct keys.
 // A scene of 32 characters gives a name of at most 128 bytes.
 //
+// The paths of interfaces A and C (up to 1024 bytes) are encoded the same
+// way while the file name (name and extension) fits in 255 bytes, the
+// file-name limit of common file systems: "pages/item/item?id=42" becomes
+// spring/pages(2f)item(2f)item(3f)id(3d)42.jpg. A longer one gets a digest
+// key, spring/_sha256/HEX.jpg, HEX being the SHA-256 of the path: never
+// equal to a readable key (which has one "/"), and with the campaign's name
+// at most 512 bytes, so any store prefix up to 512 bytes keeps keys within
+// S3's 1024.
+//
 // Stores check every key they are given (checkKey) against these rules
 // whether or not Key made it, so no key can reach outside the store.
 //
@@ -52,7 +61,7 @@
 // The image of key spring/sku000123.jpg is DIR/spring/sku000123.jpg, and
 // its metadata an extended attribute of that same file, user.wxacode.meta:
 // lines of a version, content type, size, modification time (ns), SHA-256,
-// scene, page and appid. One file per image; the folders hold nothing but
+// scene, page, appid and path. One file per image; the folders hold nothing but
 // images, ready to hand to a printer.
 //
 // Put writes a temporary .tmp-* file in the final folder, attaches the
@@ -74,8 +83,9 @@
 //
 // # S3
 //
-// Objects carry Content-Type and the metadata x-amz-meta-scene, -page,
-// -appid and -sha256 (values are ASCII, as S3 requires). Put signs the
+// Objects carry Content-Type and the metadata x-amz-meta-scene (or -path,
+// see MetaPath), -page, -appid and -sha256 (values are ASCII, as S3
+// requires). Put signs the
 // request with the body's SHA-256 (x-amz-content-sha256, computed once for
 // the metadata and reused), which S3-compatible services check against the
 // bytes received, so no Content-MD5 is computed on top; the SDK's default

@@ -465,28 +465,36 @@ type storedMeta struct {
 	mtime int64 // ns
 }
 
-// metaVersion starts every metaXattr value.
-const metaVersion = "wxacode-meta-1"
+// metaVersion starts every metaXattr value; metaVersion1 records, without
+// a path, are still read.
+const (
+	metaVersion  = "wxacode-meta-2"
+	metaVersion1 = "wxacode-meta-1"
+)
 
 // encodeMeta writes the metadata record: lines of metaVersion, content
-// type, size, modification time (ns), SHA-256, scene, page and appid.
-// Every field is printable ASCII (checkPut), so none holds a newline.
+// type, size, modification time (ns), SHA-256, scene, page, appid and
+// path. Every field is printable ASCII (checkPut), so none holds a
+// newline.
 func encodeMeta(obj Object, mtime int64) []byte {
 	return []byte(strings.Join([]string{
 		metaVersion, obj.ContentType, strconv.FormatInt(obj.Size, 10), strconv.FormatInt(mtime, 10),
-		obj.SHA256, obj.Meta.Scene, obj.Meta.Page, obj.Meta.AppID,
+		obj.SHA256, obj.Meta.Scene, obj.Meta.Page, obj.Meta.AppID, obj.Meta.Path,
 	}, "\n"))
 }
 
 // readMeta reads a file's metadata record; an error when it has none.
 func readMeta(fd int) (storedMeta, error) {
-	var buf [1024]byte
+	var buf [4096]byte
 	n, err := unix.Fgetxattr(fd, metaXattr, buf[:])
 	if err != nil {
 		return storedMeta{}, err
 	}
 	f := strings.Split(string(buf[:n]), "\n")
-	if len(f) != 8 || f[0] != metaVersion {
+	switch {
+	case len(f) == 8 && f[0] == metaVersion1:
+		f = append(f, "") // no path
+	case len(f) != 9 || f[0] != metaVersion:
 		return storedMeta{}, errors.New("unknown metadata record")
 	}
 	size, err1 := strconv.ParseInt(f[2], 10, 64)
@@ -495,7 +503,7 @@ func readMeta(fd int) (storedMeta, error) {
 		return storedMeta{}, errors.New("damaged metadata record")
 	}
 	return storedMeta{
-		Object: Object{ContentType: f[1], Size: size, SHA256: f[4], Meta: Meta{Scene: f[5], Page: f[6], AppID: f[7]}},
+		Object: Object{ContentType: f[1], Size: size, SHA256: f[4], Meta: Meta{Scene: f[5], Page: f[6], AppID: f[7], Path: f[8]}},
 		mtime:  mtime,
 	}, nil
 }

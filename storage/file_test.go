@@ -86,8 +86,8 @@ func TestFileLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := strings.Join([]string{"wxacode-meta-1", "image/jpeg", strconv.Itoa(len(body)), strconv.FormatInt(fi.ModTime().UnixNano(), 10),
-		sha(body), "sku000123", "pages/item/item", "wxapp"}, "\n")
+	want := strings.Join([]string{"wxacode-meta-2", "image/jpeg", strconv.Itoa(len(body)), strconv.FormatInt(fi.ModTime().UnixNano(), 10),
+		sha(body), "sku000123", "pages/item/item", "wxapp", ""}, "\n")
 	if diff := cmp.Diff(want, string(buf[:n])); diff != "" {
 		t.Errorf("metadata record (-want +got):\n%s", diff)
 	}
@@ -109,6 +109,35 @@ func TestFileLayout(t *testing.T) {
 
 // TestFileCrashLeftovers plays the states a crash (or a hand) can leave
 // and checks that nothing wrong is reported.
+// TestFileReadsVersion1Meta: a record written before paths were recorded
+// still describes its image.
+func TestFileReadsVersion1Meta(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	s, err := NewFile(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := testImage(t, "jpg", 4)
+	if _, err := s.Put(t.Context(), "old/a.jpg", body, Meta{Scene: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, "old", "a.jpg")
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := strings.Join([]string{"wxacode-meta-1", "image/jpeg", strconv.Itoa(len(body)), strconv.FormatInt(fi.ModTime().UnixNano(), 10),
+		sha(body), "a", "pages/p", "wxold"}, "\n")
+	if err := unix.Setxattr(p, metaXattr, []byte(v1), 0); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := s.Stat(t.Context(), "old/a.jpg")
+	if err != nil || obj.Meta != (Meta{Scene: "a", Page: "pages/p", AppID: "wxold"}) || obj.SHA256 != sha(body) {
+		t.Errorf("Stat of a version-1 record = %+v, %v", obj, err)
+	}
+}
+
 func TestFileCrashLeftovers(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()

@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,12 +18,36 @@ import (
 // "sku000123", "jpg") is "spring/sku000123.jpg"), and distinct for distinct
 // scenes even on case-insensitive file systems. campaign and scene must not
 // be empty: a key with an empty name is refused by every Store.
+//
+// A scene (or a path of interfaces A and C) whose encoded file name, with
+// its extension, would pass MaxSegmentLen (255 bytes, the file-name limit
+// of common file systems) gets the digest form instead:
+// NAME(campaign) "/_sha256/" HEX "." NAME(ext), HEX being the lowercase
+// SHA-256 of the scene. A readable key has one "/", a digest key two, so
+// the two forms never collide. Either way a key is at most 512 bytes (a
+// campaign name encodes to at most 256), which leaves room for a store
+// prefix of 512 bytes within S3's limit of 1024.
 func Key(campaign, scene, ext string) string {
 	var b strings.Builder
 	b.Grow(len(campaign) + len(scene) + len(ext) + 8)
 	encodeName(&b, campaign)
 	b.WriteByte('/')
+	dir := b.Len()
 	encodeName(&b, scene)
+	if ext != "" {
+		b.WriteByte('.')
+		encodeName(&b, ext)
+	}
+	if b.Len()-dir <= MaxSegmentLen {
+		return b.String()
+	}
+	key := b.String()[:dir]
+	b.Reset()
+	b.WriteString(key)
+	b.WriteString(DigestDir)
+	b.WriteByte('/')
+	sum := sha256.Sum256([]byte(scene))
+	b.WriteString(hex.EncodeToString(sum[:]))
 	if ext != "" {
 		b.WriteByte('.')
 		encodeName(&b, ext)
@@ -29,9 +55,14 @@ func Key(campaign, scene, ext string) string {
 	return b.String()
 }
 
+// DigestDir is the folder, inside a campaign's, of the keys whose scene is
+// too long to stay readable (see Key).
+const DigestDir = "_sha256"
+
 // DecodeKey is the inverse of Key: it returns the campaign, scene and
 // extension a key was made from. It accepts only keys exactly as Key writes
-// them (no store prefix), so a key decodes to one triple and back.
+// them (no store prefix), so a key decodes to one triple and back. A digest
+// key (see Key) does not hold its scene and is refused.
 func DecodeKey(key string) (campaign, scene, ext string, err error) {
 	c, rest, ok := strings.Cut(key, "/")
 	if !ok {

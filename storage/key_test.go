@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -52,6 +54,58 @@ func TestKey(t *testing.T) {
 	} {
 		if got := Key(tc.campaign, tc.scene, tc.ext); got != tc.want {
 			t.Errorf("Key(%q, %q, %q) = %q, want %q", tc.campaign, tc.scene, tc.ext, got, tc.want)
+		}
+	}
+}
+
+func TestKeyDigest(t *testing.T) {
+	t.Parallel()
+	sum := func(s string) string {
+		h := sha256.Sum256([]byte(s))
+		return hex.EncodeToString(h[:])
+	}
+	fits := strings.Repeat("a", MaxSegmentLen-len(".jpg"))
+	over := fits + "a"
+	escaped := strings.Repeat("?", 63) // 63*4 = 252 bytes, with ".jpg" 256
+	long := "pages/p/p?" + strings.Repeat("x", 1014)
+	for _, tc := range []struct{ name, scene, want string }{
+		{"plain fits", fits, "spring/" + fits + ".jpg"},
+		{"one byte over", over, "spring/_sha256/" + sum(over) + ".jpg"},
+		{"escapes over", escaped, "spring/_sha256/" + sum(escaped) + ".jpg"},
+		{"path of 1024 bytes", long, "spring/_sha256/" + sum(long) + ".jpg"},
+		{"readable name _sha256", "_sha256", "spring/_sha256.jpg"},
+	} {
+		got := Key("spring", tc.scene, "jpg")
+		if got != tc.want {
+			t.Errorf("%s: Key = %q, want %q", tc.name, got, tc.want)
+		}
+		if err := checkKey(got); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+	// The longest campaign name with a digest key leaves 512 bytes for a
+	// prefix within S3's 1024.
+	name := strings.Repeat(".", 64)
+	if k := Key(name, long, "png"); len(k) > 512 {
+		t.Errorf("key of %d bytes: want at most 512", len(k))
+	}
+	if _, _, _, err := DecodeKey(Key("spring", over, "jpg")); err == nil {
+		t.Error("DecodeKey of a digest key: want an error")
+	}
+}
+
+func TestMetaPath(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("é", 400) // 800 bytes, 2400 encoded
+	h := sha256.Sum256([]byte(long))
+	for _, tc := range []struct{ path, want string }{
+		{"pages/a/a?id=1&x=y", "pages/a/a?id=1&x=y"},
+		{"pages/a/a?q=50%", "pages/a/a?q=50%25"},
+		{"pages/é", "pages/%C3%A9"},
+		{long, "sha256:" + hex.EncodeToString(h[:])},
+	} {
+		if got := MetaPath(tc.path); got != tc.want {
+			t.Errorf("MetaPath(%q) = %q, want %q", tc.path, got, tc.want)
 		}
 	}
 }

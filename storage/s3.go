@@ -28,6 +28,7 @@ import (
 const (
 	metaScene  = "scene"
 	metaPage   = "page"
+	metaPath   = "path"
 	metaAppID  = "appid"
 	metaSHA256 = "sha256"
 )
@@ -163,7 +164,7 @@ func (s *S3Store) String() string {
 }
 
 // Put uploads the image with its Content-Type and metadata
-// x-amz-meta-scene, -page, -appid and -sha256. The request is signed with
+// x-amz-meta-scene (or -path), -page, -appid and -sha256. The request is signed with
 // the body's SHA-256 (x-amz-content-sha256, the hash Put computes anyway),
 // which the service checks against the bytes it received and refuses the
 // upload on a mismatch, so no Content-MD5 is computed on top. Putting the
@@ -184,7 +185,7 @@ func (s *S3Store) Put(ctx context.Context, key string, body []byte, meta Meta) (
 func (s *S3Store) put(ctx context.Context, obj Object, body []byte, payloadHash string) error {
 	meta := obj.Meta
 	md := map[string]string{metaSHA256: obj.SHA256}
-	for k, v := range map[string]string{metaScene: meta.Scene, metaPage: meta.Page, metaAppID: meta.AppID} {
+	for k, v := range map[string]string{metaScene: meta.Scene, metaPath: meta.Path, metaPage: meta.Page, metaAppID: meta.AppID} {
 		if v != "" {
 			md[k] = v
 		}
@@ -228,7 +229,7 @@ func (s *S3Store) head(ctx context.Context, name string) (Object, error) {
 }
 
 func metaOf(md map[string]string) Meta {
-	return Meta{Scene: md[metaScene], Page: md[metaPage], AppID: md[metaAppID]}
+	return Meta{Scene: md[metaScene], Path: md[metaPath], Page: md[metaPage], AppID: md[metaAppID]}
 }
 
 // Get downloads the object and checks its bytes against the sha256 recorded

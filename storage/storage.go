@@ -23,10 +23,14 @@ var ErrNotFound = errors.New("object not found")
 
 // Meta describes what a code image was made from. Every field must be
 // printable ASCII (scenes and pages always are), because S3 metadata values
-// are.
+// are; a path goes through MetaPath.
 type Meta struct {
-	// Scene is the scene the code carries.
+	// Scene is the scene the code carries (interface B); "" for a code of
+	// interfaces A and C.
 	Scene string `json:"scene"`
+	// Path is the path of a code of interfaces A and C, as MetaPath
+	// records it; "" for interface B.
+	Path string `json:"path,omitempty"`
 	// Page is the page the code opens; empty means the home page.
 	Page string `json:"page"`
 	// AppID is the Mini Program the code belongs to.
@@ -241,6 +245,33 @@ func checkPrefix(p string) error {
 // messages.
 func redactURL(raw string) string { return redact.URL(raw) }
 
+// maxMetaPath is the longest path metadata, in bytes: with the other
+// fields it stays within S3's 2 KB of user metadata.
+const maxMetaPath = 1024
+
+// MetaPath is how a code's metadata records the path of interfaces A and
+// C: the path with "%" and every byte outside printable ASCII
+// percent-encoded (so UTF-8 stays exact), or "sha256:" and the path's
+// lowercase hex SHA-256 when that would pass 1024 bytes (S3 allows 2 KB of
+// metadata in all). It is deterministic, so a worker recognises a code it
+// stored before.
+func MetaPath(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	if b.Len() > maxMetaPath {
+		sum := sha256.Sum256([]byte(p))
+		return "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return b.String()
+}
+
 // MaxKeyLen is the longest key a Store accepts, in bytes; each
 // "/"-separated segment is at most MaxSegmentLen bytes (the limit of a file
 // name on common file systems).
@@ -316,7 +347,10 @@ func checkPut(key string, body []byte, meta Meta) (Object, error) {
 	if ext := path.Ext(key); ext != "."+imagetype.Ext(ctype) {
 		return Object{}, fmt.Errorf("extension %q does not match the image, a %s (want .%s)", ext, ctype, imagetype.Ext(ctype))
 	}
-	for _, f := range []struct{ name, v string }{{"scene", meta.Scene}, {"page", meta.Page}, {"appid", meta.AppID}} {
+	if len(meta.Path) > maxMetaPath {
+		return Object{}, fmt.Errorf("meta path is %d bytes long: at most %d (see MetaPath)", len(meta.Path), maxMetaPath)
+	}
+	for _, f := range []struct{ name, v string }{{"scene", meta.Scene}, {"path", meta.Path}, {"page", meta.Page}, {"appid", meta.AppID}} {
 		for i := 0; i < len(f.v); i++ {
 			if f.v[i] < 0x20 || f.v[i] > 0x7e {
 				return Object{}, fmt.Errorf("meta %s %q: must be printable ASCII", f.name, f.v)

@@ -145,6 +145,61 @@ var storeTests = []struct {
 	{"ConcurrentPuts", testConcurrentPuts},
 	{"ListPrefix", testListPrefix},
 	{"TrickyScenes", testTrickyScenes},
+	{"Paths", testPaths},
+}
+
+// testPaths stores codes of interfaces A and C: paths with query syntax,
+// UTF-8, and one too long to stay readable, under a store prefix too.
+func testPaths(t *testing.T, s Store) {
+	ctx := testCtx(t, 30*time.Second)
+	body := testImage(t, "png", 3)
+	long := "pages/item/item?" + strings.Repeat("k=v&", 251) + "end=1" // 1025 bytes before trimming
+	long = long[:1024]
+	paths := []string{
+		"pages/item/item?id=42&ref=a/b",
+		"pages/商品/index?名=值",
+		"../../etc/passwd?x=%2e%2e",
+		long,
+	}
+	for _, p := range paths {
+		key := Key("Spring.2026", p, "png")
+		meta := Meta{Path: MetaPath(p), AppID: "wx1234567890abcdef"}
+		if _, err := s.Put(ctx, key, body, meta); err != nil {
+			t.Fatalf("path %q: %v", p, err)
+		}
+		got, err := s.Stat(ctx, key)
+		if err != nil {
+			t.Fatalf("path %q: %v", p, err)
+		}
+		if got.Meta != meta || got.SHA256 != sha(body) {
+			t.Errorf("path %q: Stat meta %+v sha %s, want %+v %s", p, got.Meta, got.SHA256, meta, sha(body))
+		}
+	}
+	want := map[string]bool{
+		"!spring(2e)2026/pages(2f)item(2f)item(3f)id(3d)42(26)ref(3d)a(2f)b.png":         true,
+		"!spring(2e)2026/(2e)(2e)(2f)(2e)(2e)(2f)etc(2f)passwd(3f)x(3d)(25)2e(25)2e.png": true,
+	}
+	var names []string
+	err := s.List(ctx, "", func(o Object) error {
+		names = append(names, o.Name)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != len(paths) {
+		t.Errorf("listed %d objects %q, want %d", len(names), names, len(paths))
+	}
+	digest := 0
+	for _, n := range names {
+		if strings.HasPrefix(n, "!spring(2e)2026/_sha256/") {
+			digest++
+		}
+		delete(want, n)
+	}
+	if digest != 1 || len(want) > 0 {
+		t.Errorf("listed %q: want one digest key and the readable keys %v", names, want)
+	}
 }
 
 func testRoundTrip(t *testing.T, s Store) {
