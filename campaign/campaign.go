@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/wxacode/wxacode/wechat"
@@ -69,13 +70,66 @@ func ValidateName(name string) error {
 	return nil
 }
 
+// Interface is the WeChat interface a campaign's codes come from, and so
+// what its items are.
+type Interface string
+
+// The interfaces of a campaign.
+const (
+	// InterfaceB is wxacode.getUnlimited, for bulk: each item is a scene,
+	// all sharing one page. The default.
+	InterfaceB Interface = "b"
+	// InterfaceA is wxacode.get: each item is a path (page and query, up
+	// to 1024 bytes), counted against the app's lifetime quota.
+	InterfaceA Interface = "a"
+	// InterfaceC is wxacode.createQRCode, the square QR code: each item is
+	// a path of up to 128 bytes, under the same lifetime quota as A.
+	InterfaceC Interface = "c"
+)
+
+// ParseInterface reads an interface name: "a", "b" or "c" (either case);
+// "" means InterfaceB.
+func ParseInterface(s string) (Interface, error) {
+	switch strings.ToLower(s) {
+	case "", "b":
+		return InterfaceB, nil
+	case "a":
+		return InterfaceA, nil
+	case "c":
+		return InterfaceC, nil
+	}
+	return "", fmt.Errorf("interface %q: want a, b or c", s)
+}
+
+// Limited reports whether the interface counts against the lifetime quota
+// of interfaces A and C: its items are paths, not scenes.
+func (i Interface) Limited() bool { return i == InterfaceA || i == InterfaceC }
+
+// MaxPathLen is the longest path of the interface, in bytes; 0 for B,
+// whose items are scenes.
+func (i Interface) MaxPathLen() int {
+	switch i {
+	case InterfaceA:
+		return wechat.MaxCodePathLen
+	case InterfaceC:
+		return wechat.MaxQRCodePathLen
+	}
+	return 0
+}
+
 // Campaign is a campaign's record.
 type Campaign struct {
 	// Name names the campaign; it is part of every object key.
 	Name string `json:"campaign"`
 	// AppID is the Mini Program the codes belong to.
 	AppID string `json:"appid"`
-	// Options are the code settings every scene shares.
+	// Interface is the WeChat interface the codes come from: B (the
+	// default; items are scenes) or A and C (items are paths). A record
+	// without one is B.
+	Interface Interface `json:"interface"`
+	// Options are the code settings every scene shares. A and C
+	// campaigns have no page (each path carries its own); C uses the
+	// width alone.
 	Options wechat.CodeOptions `json:"options"`
 	// Queue is the asynq queue its batches go to.
 	Queue string `json:"queue"`
@@ -167,7 +221,9 @@ type Result struct {
 // Row is one scene of a campaign, as export reports it.
 type Row struct {
 	// Index is the scene's index in the campaign.
-	Index  int64
+	Index int64
+	// Scene is the campaign's item: a scene for interface B, a path for A
+	// and C.
 	Scene  string
 	Status SceneStatus
 	// Result is set for succeeded scenes.

@@ -1,6 +1,7 @@
 package campaign
 
 import (
+	"cmp"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -12,7 +13,11 @@ import (
 // ExportRow is one scene of a campaign as export reports it, and as the
 // manifest of a finished campaign stores it.
 type ExportRow struct {
+	// Scene is the scene of a code of interface B; "" for A and C.
 	Scene string `json:"scene"`
+	// Path is the path (page and query) of a code of interface A or C;
+	// "" for B.
+	Path string `json:"path"`
 	// Status is succeeded, failed or pending.
 	Status SceneStatus `json:"status"`
 	// Key is the object key of the code, the store's prefix included; ""
@@ -31,7 +36,7 @@ type ExportRow struct {
 }
 
 // ExportHeader is the CSV header of an export.
-var ExportHeader = []string{"scene", "status", "key", "content_type", "size", "sha256", "errcode", "error"}
+var ExportHeader = []string{"scene", "path", "status", "key", "content_type", "size", "sha256", "errcode", "error"}
 
 // Export formats.
 const (
@@ -72,7 +77,7 @@ func (e *ExportWriter) Write(r ExportRow) error {
 		return e.json.Encode(r)
 	}
 	return e.csv.Write([]string{
-		SafeCell(r.Scene), string(r.Status), SafeCell(r.Key), r.ContentType,
+		SafeCell(r.Scene), SafeCell(r.Path), string(r.Status), SafeCell(r.Key), r.ContentType,
 		strconv.FormatInt(r.Size, 10), r.SHA256, strconv.Itoa(r.ErrCode), SafeCell(r.Error),
 	})
 }
@@ -85,6 +90,9 @@ func (e *ExportWriter) Flush() error {
 	}
 	return nil
 }
+
+// Item is the row's item: its path for interfaces A and C, else its scene.
+func (r ExportRow) Item() string { return cmp.Or(r.Path, r.Scene) }
 
 // SafeCell neutralises a CSV text cell that a spreadsheet would run as a
 // formula: one that starts with =, +, -, @, a tab or a carriage return

@@ -242,8 +242,10 @@ func (l *BatchLease) Release(ctx context.Context) error {
 type Status struct {
 	Campaign string `json:"campaign"`
 	AppID    string `json:"appid"`
-	Page     string `json:"page"`
-	Queue    string `json:"queue"`
+	// Interface is b (scenes), a or c (paths).
+	Interface Interface `json:"interface"`
+	Page      string    `json:"page"`
+	Queue     string    `json:"queue"`
 	// State is enqueuing, active or cancelled.
 	State     State `json:"state"`
 	Total     int64 `json:"total"`
@@ -279,7 +281,7 @@ type Status struct {
 // errcode (nil: none).
 func StatusOf(c Campaign, failures map[int]int64) Status {
 	st := Status{
-		Campaign: c.Name, AppID: c.AppID, Page: c.Options.Page, Queue: c.Queue, State: c.State,
+		Campaign: c.Name, AppID: c.AppID, Interface: c.Interface, Page: c.Options.Page, Queue: c.Queue, State: c.State,
 		Total: c.Total, Succeeded: c.Succeeded, Failed: c.Failed, Pending: c.Pending(),
 		Done: c.Done(), RatePerSecond: c.Rate(), Retries: c.Retries, Created: c.Created,
 		Archived: c.Manifest > 0, FailuresByErrcode: failures,

@@ -280,21 +280,24 @@ func TestExportWriterNeutralisesFormulas(t *testing.T) {
 		{Scene: "@cmd", Status: Pending},
 		{Scene: "-x", Status: Pending},
 		{Scene: "plain", Status: Pending},
+		{Path: "=p?x=1", Status: Pending},
 	}
 	for _, tc := range []struct {
 		format, want string
 	}{
-		{FormatCSV, "scene,status,key,content_type,size,sha256,errcode,error\n" +
-			"'=1+2,succeeded,k/x.jpg,image/jpeg,3,ab,0,\n" +
-			"'+sum,failed,,,0,,-1,'-busy\n" +
-			"'@cmd,pending,,,0,,0,\n" +
-			"'-x,pending,,,0,,0,\n" +
-			"plain,pending,,,0,,0,\n"},
-		{FormatJSONL, `{"scene":"=1+2","status":"succeeded","key":"k/x.jpg","content_type":"image/jpeg","size":3,"sha256":"ab","errcode":0,"error":""}` + "\n" +
-			`{"scene":"+sum","status":"failed","key":"","content_type":"","size":0,"sha256":"","errcode":-1,"error":"-busy"}` + "\n" +
-			`{"scene":"@cmd","status":"pending","key":"","content_type":"","size":0,"sha256":"","errcode":0,"error":""}` + "\n" +
-			`{"scene":"-x","status":"pending","key":"","content_type":"","size":0,"sha256":"","errcode":0,"error":""}` + "\n" +
-			`{"scene":"plain","status":"pending","key":"","content_type":"","size":0,"sha256":"","errcode":0,"error":""}` + "\n"},
+		{FormatCSV, "scene,path,status,key,content_type,size,sha256,errcode,error\n" +
+			"'=1+2,,succeeded,k/x.jpg,image/jpeg,3,ab,0,\n" +
+			"'+sum,,failed,,,0,,-1,'-busy\n" +
+			"'@cmd,,pending,,,0,,0,\n" +
+			"'-x,,pending,,,0,,0,\n" +
+			"plain,,pending,,,0,,0,\n" +
+			",'=p?x=1,pending,,,0,,0,\n"},
+		{FormatJSONL, `{"scene":"=1+2","path":"","status":"succeeded","key":"k/x.jpg","content_type":"image/jpeg","size":3,"sha256":"ab","errcode":0,"error":""}` + "\n" +
+			`{"scene":"+sum","path":"","status":"failed","key":"","content_type":"","size":0,"sha256":"","errcode":-1,"error":"-busy"}` + "\n" +
+			`{"scene":"@cmd","path":"","status":"pending","key":"","content_type":"","size":0,"sha256":"","errcode":0,"error":""}` + "\n" +
+			`{"scene":"-x","path":"","status":"pending","key":"","content_type":"","size":0,"sha256":"","errcode":0,"error":""}` + "\n" +
+			`{"scene":"plain","path":"","status":"pending","key":"","content_type":"","size":0,"sha256":"","errcode":0,"error":""}` + "\n" +
+			`{"scene":"","path":"=p?x=1","status":"pending","key":"","content_type":"","size":0,"sha256":"","errcode":0,"error":""}` + "\n"},
 	} {
 		var b strings.Builder
 		w, err := NewExportWriter(&b, tc.format)

@@ -53,6 +53,9 @@ func (s *Store) Export(ctx context.Context, c Campaign, blobs Blobs, fn func(Exp
 
 func exportRow(c Campaign, r Row) ExportRow {
 	row := ExportRow{Scene: r.Scene, Status: r.Status, ErrCode: r.ErrCode, Error: r.Error}
+	if c.Interface.Limited() {
+		row.Scene, row.Path = "", r.Scene
+	}
 	if r.Status == Succeeded {
 		row.Key = c.KeyPrefix + storage.Key(c.Name, r.Scene, imagetype.Ext(r.Result.ContentType))
 		row.ContentType, row.Size, row.SHA256 = r.Result.ContentType, r.Result.Size, r.Result.SHA256
@@ -237,7 +240,7 @@ func (s *Store) Restore(ctx context.Context, c Campaign, blobs Blobs) (int, erro
 			}
 			recs = append(recs, rec...)
 		}
-		scenes = append(scenes, r.Scene)
+		scenes = append(scenes, r.Item())
 		if _, to := c.BatchRange(batch); i+1 == to {
 			return put()
 		}

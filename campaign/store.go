@@ -1,6 +1,7 @@
 package campaign
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -56,6 +57,11 @@ func digest(c Campaign, scenes []string) string {
 	h := sha256.New()
 	opts, _ := json.Marshal(c.Options)
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00", c.AppID, opts, c.Queue, c.BatchSize)
+	if c.Interface.Limited() {
+		// B adds nothing, so the digests of campaigns recorded before
+		// interfaces A and C were kinds stay as they were.
+		fmt.Fprintf(h, "interface=%s\x00", c.Interface)
+	}
 	for _, sc := range scenes {
 		h.Write([]byte(sc))
 		h.Write([]byte{'\n'})
@@ -75,8 +81,9 @@ return ''
 `)
 
 // Create records a new campaign of the given distinct scenes, with the
-// settings of c (Name, AppID, Options, Queue, BatchSize, KeyPrefix,
-// Webhook). It
+// settings of c (Name, AppID, Interface, Options, Queue, BatchSize,
+// KeyPrefix, Webhook); the items are scenes for interface B and paths for
+// A and C, and must hold no newline. It
 // returns the stored campaign and whether this call created it.
 //
 // The name is claimed together with the digest of the spec before any
@@ -94,6 +101,9 @@ func (s *Store) Create(ctx context.Context, c Campaign, scenes []string) (Campai
 	if len(scenes) == 0 {
 		return c, false, fmt.Errorf("create %s: no scenes", c.Name)
 	}
+	if c.Interface == "" {
+		c.Interface = InterfaceB
+	}
 	c.Total = int64(len(scenes))
 	c.Batches = (len(scenes) + c.BatchSize - 1) / c.BatchSize
 	c.Digest = digest(c, scenes)
@@ -104,7 +114,7 @@ func (s *Store) Create(ctx context.Context, c Campaign, scenes []string) (Campai
 	opts, _ := json.Marshal(c.Options)
 	args := []any{
 		c.Digest,
-		"name", c.Name, "appid", c.AppID, "options", string(opts), "queue", c.Queue,
+		"name", c.Name, "appid", c.AppID, "interface", string(c.Interface), "options", string(opts), "queue", c.Queue,
 		"total", c.Total, "batch_size", c.BatchSize, "batches", c.Batches,
 		"state", string(c.State), "created", c.Created.UnixMilli(),
 		"key_prefix", c.KeyPrefix, "webhook", c.Webhook, "succeeded", 0, "failed", 0, "retries", 0,
@@ -174,7 +184,7 @@ func parseMeta(name string, m map[string]string) (Campaign, error) {
 		return time.Time{}
 	}
 	c := Campaign{
-		Name: name, AppID: m["appid"], Queue: m["queue"],
+		Name: name, AppID: m["appid"], Interface: Interface(cmp.Or(m["interface"], string(InterfaceB))), Queue: m["queue"],
 		Total: num("total"), BatchSize: int(num("batch_size")), Batches: int(num("batches")),
 		Succeeded: num("succeeded"), Failed: num("failed"),
 		State: State(m["state"]), Created: ms("created"),

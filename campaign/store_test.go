@@ -246,3 +246,65 @@ func TestTaskID(t *testing.T) {
 		t.Error("bad campaign name accepted in payload")
 	}
 }
+
+// TestInterfaceKinds: a campaign records its interface; B's digest is the
+// one recorded before interfaces were kinds, A's differs for the same
+// items, and an A campaign's rows carry the path, not the scene.
+func TestInterfaceKinds(t *testing.T) {
+	t.Parallel()
+	s, ctx := newStore(t), context.Background()
+	items := []string{"pages/a/a?id=1", "pages/a/a?id=2"}
+	b, _, err := s.Create(ctx, spec("kind-b", 10), items[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The digest of a B campaign, as written before A and C were kinds.
+	opts := `{"page":"","check_path":true,"env_version":"release","width":430,"auto_color":false,"line_color":{"r":0,"g":0,"b":0},"is_hyaline":false}`
+	if want := sum("wx0123456789abcdef\x00" + opts + "\x00" + "wxacode-wx0123456789abcdef-default" + "\x0010\x00" + items[0] + "\n"); b.Digest != want || b.Interface != InterfaceB {
+		t.Errorf("B campaign: digest %s interface %q, want %s b", b.Digest, b.Interface, want)
+	}
+	a := spec("kind-a", 10)
+	a.Interface, a.Options = InterfaceA, wechat.CodeOptions{Width: 430}
+	ca, created, err := s.Create(ctx, a, items)
+	if err != nil || !created {
+		t.Fatalf("Create A = %v, %v", created, err)
+	}
+	asB := a
+	asB.Interface = InterfaceB
+	if _, _, err := s.Create(ctx, asB, items); !errors.Is(err, ErrExists) {
+		t.Errorf("the same items as B under an A campaign's name: %v, want ErrExists", err)
+	}
+	got, err := s.Get(ctx, "kind-a")
+	if err != nil || got.Interface != InterfaceA || got.Digest != ca.Digest {
+		t.Fatalf("Get = %+v, %v; want interface a, digest %s", got, err, ca.Digest)
+	}
+	if st, err := s.Status(ctx, "kind-a"); err != nil || st.Interface != InterfaceA {
+		t.Errorf("Status = %+v, %v; want interface a", st, err)
+	}
+	if _, err := s.MarkSucceeded(ctx, got, 0, Result{ContentType: imagetype.PNG, Size: 9, SHA256: sum("x")}); err != nil {
+		t.Fatal(err)
+	}
+	var rows []ExportRow
+	if err := s.Export(ctx, got, nil, func(r ExportRow) error { rows = append(rows, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := []ExportRow{
+		{Path: items[0], Status: Succeeded, Key: "kind-a/pages(2f)a(2f)a(3f)id(3d)1.png", ContentType: imagetype.PNG, Size: 9, SHA256: sum("x")},
+		{Path: items[1], Status: Pending},
+	}
+	if diff := cmp.Diff(want, rows); diff != "" {
+		t.Errorf("export (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseInterface(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]Interface{"": InterfaceB, "b": InterfaceB, "A": InterfaceA, "c": InterfaceC} {
+		if got, err := ParseInterface(in); err != nil || got != want {
+			t.Errorf("ParseInterface(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := ParseInterface("d"); err == nil {
+		t.Error(`ParseInterface("d"): want an error`)
+	}
+}

@@ -81,8 +81,10 @@ type Campaign struct {
 
 // Status is a campaign's status, the object of `wxacode status --json`.
 type Status struct {
-	Campaign          string        `json:"campaign"`
-	AppID             string        `json:"appid"`
+	Campaign string `json:"campaign"`
+	AppID    string `json:"appid"`
+	// Interface is "b", "a" or "c".
+	Interface         string        `json:"interface"`
 	Page              string        `json:"page"`
 	Queue             string        `json:"queue"`
 	State             string        `json:"state"`

@@ -104,7 +104,7 @@ func TestCodeAndArchive(t *testing.T) {
 			rc, _ := f.Open()
 			m, _ := io.ReadAll(rc)
 			rc.Close()
-			if n := strings.Count(string(m), "\n"); n != 31 || !strings.Contains(string(m), "s29,pending") {
+			if n := strings.Count(string(m), "\n"); n != 31 || !strings.Contains(string(m), "s29,,pending") {
 				t.Errorf("manifest.csv has %d lines, want a header and 30 rows:\n%s", n, m)
 			}
 			continue

@@ -126,7 +126,7 @@ func TestCampaignsJSON(t *testing.T) {
 	if len(raw) != 2 {
 		t.Fatalf("%d campaigns, want 2:\n%s", len(raw), resp.body)
 	}
-	for _, field := range []string{"campaign", "appid", "page", "state", "total", "succeeded", "failed", "pending", "done", "rate_per_second", "eta_seconds", "created", "failures_by_errcode"} {
+	for _, field := range []string{"campaign", "appid", "interface", "page", "state", "total", "succeeded", "failed", "pending", "done", "rate_per_second", "eta_seconds", "created", "failures_by_errcode"} {
 		if _, ok := raw[0][field]; !ok {
 			t.Errorf("campaign object lacks %q:\n%s", field, resp.body)
 		}
@@ -143,10 +143,10 @@ func TestCampaignsJSON(t *testing.T) {
 		got[i].Created = time.Time{}
 	}
 	want := []campaign.Status{
-		{Campaign: "spring", AppID: "wx00000000000000a1", Page: "pages/item", Queue: "wxacode-wx00000000000000a1-default", State: campaign.StateActive,
+		{Campaign: "spring", AppID: "wx00000000000000a1", Interface: campaign.InterfaceB, Page: "pages/item", Queue: "wxacode-wx00000000000000a1-default", State: campaign.StateActive,
 			Total: 25, Succeeded: 5, Failed: 3, Pending: 17, RatePerSecond: got[0].RatePerSecond, ETASeconds: got[0].ETASeconds,
 			FailuresByErrcode: map[int]int64{41030: 2, 40129: 1}, Unserved: true},
-		{Campaign: "urgent", AppID: "wx00000000000000a2", Page: "pages/index", Queue: "wxacode-wx00000000000000a2-high", State: campaign.StateActive,
+		{Campaign: "urgent", AppID: "wx00000000000000a2", Interface: campaign.InterfaceB, Page: "pages/index", Queue: "wxacode-wx00000000000000a2-high", State: campaign.StateActive,
 			Total: 4, Pending: 4, FailuresByErrcode: map[int]int64{}, Unserved: true},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
