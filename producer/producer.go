@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/wxacode/wxacode/campaign"
+	"github.com/wxacode/wxacode/wechat"
 )
 
 // Enqueuer is the part of an asynq client the producer uses.
@@ -52,6 +53,14 @@ type Config struct {
 	// Blobs is the store holding finished campaigns' manifests, which
 	// Retry reads back; nil makes Retry refuse an archived campaign.
 	Blobs campaign.Blobs
+	// Ledger reads the lifetime-quota ledgers of interfaces A and C
+	// (wechat.QuotaLedger on the workers' Redis); required to enqueue a
+	// campaign of A or C, which it checks against what is left.
+	Ledger Ledger
+	// QuotaLimit is the lifetime quota of interfaces A and C together per
+	// app, in codes, as the workers' clients enforce it. Default
+	// wechat.DefaultQuotaLimit (100,000).
+	QuotaLimit int
 }
 
 func (c Config) withDefaults() Config {
@@ -61,6 +70,7 @@ func (c Config) withDefaults() Config {
 	c.Timeout = cmp.Or(c.Timeout, 2*time.Hour)
 	c.Retention = cmp.Or(c.Retention, 7*24*time.Hour)
 	c.CheckCancel = cmp.Or(c.CheckCancel, 500)
+	c.QuotaLimit = cmp.Or(c.QuotaLimit, wechat.DefaultQuotaLimit)
 	return c
 }
 
@@ -73,6 +83,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("Parallel %d: must not be negative", c.Parallel)
 	case c.CheckCancel < 0:
 		return fmt.Errorf("CheckCancel %d: must not be negative", c.CheckCancel)
+	case c.QuotaLimit < 0:
+		return fmt.Errorf("QuotaLimit %d: must not be negative", c.QuotaLimit)
 	case c.Timeout < 0 || c.Timeout%time.Second != 0:
 		return fmt.Errorf("Timeout %s: want whole seconds", c.Timeout)
 	}
@@ -112,21 +124,40 @@ type Summary struct {
 }
 
 // Enqueue validates the spec, records the campaign with its distinct
-// scenes and enqueues every batch. The name is claimed with the spec's
-// digest before anything else is written: with another spec under the
-// name it fails with campaign.ErrExists having written nothing; the same
-// spec again enqueues only what is missing. A cancel while it runs stops
-// it and sticks.
+// scenes (the paths of interfaces A and C) and enqueues every batch. The
+// name is claimed with the spec's digest before anything else is written:
+// with another spec under the name it fails with campaign.ErrExists having
+// written nothing; the same spec again enqueues only what is missing. A
+// cancel while it runs stops it and sticks.
+//
+// A new campaign of interface A or C with more paths than its app has left
+// of the lifetime quota is refused with *QuotaError before anything is
+// written (see Config.Ledger).
 func (p *Producer) Enqueue(ctx context.Context, spec Spec, scenes []string) (Summary, error) {
 	if err := spec.Validate(); err != nil {
 		return Summary{}, err
 	}
+	iface, _ := campaign.ParseInterface(string(spec.Interface)) // checked by Validate
+	items := "scenes"
+	if iface.Limited() {
+		items = "paths"
+	}
 	if len(scenes) == 0 {
-		return Summary{}, &FieldError{Field: "scenes", Err: errors.New("no scenes")}
+		return Summary{}, &FieldError{Field: items, Err: fmt.Errorf("no %s", items)}
+	}
+	opts := spec.Options
+	if iface.Limited() {
+		opts = limitedOptions(iface, opts)
+		if err := validPaths(iface, scenes); err != nil {
+			return Summary{}, err
+		}
+		if err := p.checkQuota(ctx, spec, len(scenes)); err != nil {
+			return Summary{}, err
+		}
 	}
 	queue, _ := campaign.QueueFor(spec.AppID, spec.Priority) // checked by Validate
 	rec := campaign.Campaign{
-		Name: spec.Name, AppID: spec.AppID, Options: spec.Options, Queue: queue,
+		Name: spec.Name, AppID: spec.AppID, Interface: iface, Options: opts, Queue: queue,
 		BatchSize: p.cfg.BatchSize, KeyPrefix: spec.KeyPrefix, Webhook: spec.Webhook,
 	}
 	c, created, err := p.store.Create(ctx, rec, scenes)

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/wxacode/wxacode/campaign"
 	"github.com/wxacode/wxacode/wechat"
 )
 
@@ -40,12 +41,14 @@ func (e LineError) Error() string { return fmt.Sprintf("%d: %v", e.Line, e.Err) 
 // a source has one.
 type InvalidError struct {
 	Lines []LineError
+	// What is "scenes" or "paths"; "" means scenes.
+	What string
 }
 
 // Error formats every bad line, one per line.
 func (e *InvalidError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d invalid scene(s), nothing enqueued:", len(e.Lines))
+	fmt.Fprintf(&b, "%d invalid %s, nothing enqueued:", len(e.Lines), e.noun())
 	for _, l := range e.Lines {
 		b.WriteString("\n")
 		b.WriteString(l.Error())
@@ -61,6 +64,22 @@ const maxLine = 64 << 10
 // validates them all; a source of more than MaxScenes distinct scenes is
 // refused. Bad lines come back together as *InvalidError.
 func Read(r io.Reader) (Scenes, error) {
+	return read(r, "scenes", wechat.ValidateScene)
+}
+
+// ReadPaths reads one path of interface A or C per line, as Read reads
+// scenes: LF or CRLF, blank lines skipped, every path validated (A: up to
+// 1024 bytes, C: up to 128; see wechat.ValidatePath), duplicates dropped
+// and counted. Bad lines come back together as *InvalidError.
+func ReadPaths(r io.Reader, iface campaign.Interface) (Scenes, error) {
+	if !iface.Limited() {
+		return Scenes{}, fmt.Errorf("read paths: interface %q takes scenes, not paths", iface)
+	}
+	max := iface.MaxPathLen()
+	return read(r, "paths", func(p string) error { return wechat.ValidatePath(p, max) })
+}
+
+func read(r io.Reader, what string, validate func(string) error) (Scenes, error) {
 	var (
 		sc   Scenes
 		bad  []LineError
@@ -77,15 +96,15 @@ func Read(r io.Reader) (Scenes, error) {
 			break
 		}
 		if err != nil && err != io.EOF {
-			return sc, fmt.Errorf("read scenes: line %d: %w", line, err)
+			return sc, fmt.Errorf("read %s: line %d: %w", what, line, err)
 		}
 		if strings.TrimSpace(text) != "" {
-			if verr := wechat.ValidateScene(text); verr != nil {
+			if verr := validate(text); verr != nil {
 				bad = append(bad, LineError{line, verr})
 			} else if _, dup := seen[text]; dup {
 				sc.Duplicates++
 			} else if len(sc.List) == MaxScenes {
-				return Scenes{}, fmt.Errorf("read scenes: line %d: more than %s distinct scenes in one source", line, formatCount(MaxScenes))
+				return Scenes{}, fmt.Errorf("read %s: line %d: more than %s distinct %s in one source", what, line, formatCount(MaxScenes), what)
 			} else {
 				seen[text] = struct{}{}
 				sc.List = append(sc.List, text)
@@ -96,9 +115,17 @@ func Read(r io.Reader) (Scenes, error) {
 		}
 	}
 	if len(bad) > 0 {
-		return Scenes{}, &InvalidError{Lines: bad}
+		return Scenes{}, &InvalidError{Lines: bad, What: what}
 	}
 	return sc, nil
+}
+
+// noun is "scene(s)" or "path(s)".
+func (e *InvalidError) noun() string {
+	if e.What == "paths" {
+		return "path(s)"
+	}
+	return "scene(s)"
 }
 
 var errLongLine = errors.New("line too long")

@@ -18,7 +18,12 @@ type Spec struct {
 	Name string
 	// AppID is the Mini Program: wx and 16 hex digits.
 	AppID string
-	// Options are the code settings every scene shares.
+	// Interface is the WeChat interface of the codes: B ("" too; the items
+	// are scenes), or A or C (the items are paths, counted against the
+	// app's lifetime quota).
+	Interface campaign.Interface
+	// Options are the code settings every scene shares. A and C take no
+	// page (each path carries its own) and C takes the width alone.
 	Options wechat.CodeOptions
 	// Priority is high, default ("" too) or low: workers serve the queues
 	// 6:3:1.
@@ -32,8 +37,9 @@ type Spec struct {
 }
 
 // FieldError is a bad field of a Spec or of a request: Field is the
-// field's JSON name (campaign, appid, page, width, env_version,
-// line_color, priority, webhook, scenes), so the command line can name its flag
+// field's JSON name (campaign, appid, interface, page, width, env_version,
+// line_color, auto_color, is_hyaline, check_path, priority, webhook,
+// scenes, paths), so the command line can name its flag
 // and the API its field.
 type FieldError struct {
 	Field string
@@ -51,6 +57,13 @@ func (s Spec) Validate() error {
 	if err := wechat.ValidateAppID(s.AppID); err != nil {
 		return &FieldError{"appid", err}
 	}
+	iface, err := campaign.ParseInterface(string(s.Interface))
+	if err != nil {
+		return &FieldError{"interface", err}
+	}
+	if fe := refusedOption(iface, s.Options); fe != nil {
+		return fe
+	}
 	if err := s.Options.Validate(); err != nil {
 		var fe *wechat.FieldError
 		if errors.As(err, &fe) {
@@ -67,6 +80,43 @@ func (s Spec) Validate() error {
 		}
 	}
 	return nil
+}
+
+// refusedOption names an option that interfaces A and C do not take: a
+// page (their paths carry it), and for C anything but the width.
+func refusedOption(iface campaign.Interface, o wechat.CodeOptions) *FieldError {
+	if !iface.Limited() {
+		return nil
+	}
+	refuse := func(field string) *FieldError {
+		return &FieldError{field, fmt.Errorf("%s: interface %s does not take it", field, iface)}
+	}
+	if o.Page != "" {
+		return &FieldError{"page", fmt.Errorf("page %q: interface %s takes no page: each path carries its own", o.Page, iface)}
+	}
+	if iface != campaign.InterfaceC {
+		return nil
+	}
+	switch {
+	case o.EnvVersion != "" && o.EnvVersion != wechat.EnvRelease:
+		return refuse("env_version")
+	case o.AutoColor:
+		return refuse("auto_color")
+	case o.IsHyaline:
+		return refuse("is_hyaline")
+	case o.LineColor != (wechat.Color{}):
+		return refuse("line_color")
+	}
+	return nil
+}
+
+// limitedOptions are the options recorded for a campaign of interface A
+// or C: those the interface takes, the others zero.
+func limitedOptions(iface campaign.Interface, o wechat.CodeOptions) wechat.CodeOptions {
+	if iface == campaign.InterfaceC {
+		return wechat.CodeOptions{Width: o.Width}
+	}
+	return wechat.CodeOptions{EnvVersion: o.EnvVersion, Width: o.Width, AutoColor: o.AutoColor, LineColor: o.LineColor, IsHyaline: o.IsHyaline}
 }
 
 // ValidateWebhook reports why u cannot be a webhook URL: it must be an

@@ -97,6 +97,12 @@ func (r QRCodeRequest) MarshalJSON() ([]byte, error) {
 	return json.Marshal(w)
 }
 
+// ValidatePath reports why p cannot be the path of interface A (max
+// MaxCodePathLen) or C (max MaxQRCodePathLen): empty, longer than max
+// bytes, not UTF-8, holding a control character or a space, or using the
+// query key scancode_time that WeChat reserves.
+func ValidatePath(p string, max int) error { return validatePath(p, max) }
+
 // validatePath checks the path of interfaces A and C.
 func validatePath(p string, max int) error {
 	switch {
@@ -168,6 +174,27 @@ func (c *Client) Quota(ctx context.Context) (used, limit int, err error) {
 		return 0, c.ledger.limit, fmt.Errorf("quota ledger: %w", err)
 	}
 	return n, c.ledger.limit, nil
+}
+
+// QuotaLedger reads the lifetime-quota ledgers of interfaces A and C in
+// Redis, without a client: what producers need to check a campaign before
+// it is enqueued.
+type QuotaLedger struct {
+	// Redis holds the ledgers (the Redis of the workers).
+	Redis redis.UniversalClient
+}
+
+// QuotaUsed returns how many calls of interfaces A and C the app's ledger
+// has counted; 0 when it has counted none.
+func (l QuotaLedger) QuotaUsed(ctx context.Context, appID string) (int64, error) {
+	n, err := l.Redis.Get(ctx, QuotaKey(appID)).Int64()
+	if err == redis.Nil {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("quota ledger of %s: %w", appID, err)
+	}
+	return n, nil
 }
 
 // QuotaKey is the Redis key of an app's lifetime-quota ledger: an integer
