@@ -43,6 +43,9 @@ const (
 	ClassRedis
 	// ClassCeiling: the fleet holds this app to another ceiling.
 	ClassCeiling
+	// ClassQuota: the lifetime quota of interfaces A and C is used up:
+	// the ledger refused the call (no call made) or WeChat answered 45029.
+	ClassQuota
 )
 
 var classNames = [...]string{
@@ -57,6 +60,7 @@ var classNames = [...]string{
 	ClassStorage:      "storage",
 	ClassRedis:        "redis",
 	ClassCeiling:      "ceiling",
+	ClassQuota:        "quota",
 }
 
 // String names the class in snake case, as metrics label it.
@@ -90,10 +94,14 @@ func Classify(err error) Class {
 		return ClassRedis
 	case errors.Is(err, wechat.ErrCredentials):
 		return ClassCredentials
+	case errors.Is(err, wechat.ErrQuotaExhausted):
+		return ClassQuota
 	}
 	var we *wechat.Error
 	if errors.As(err, &we) {
 		switch {
+		case we.Code == wechat.CodeLifetimeQuotaUsed:
+			return ClassQuota
 		case !we.Known():
 			return ClassUnknownCode
 		case we.Code == wechat.CodeBusy:
@@ -209,6 +217,7 @@ type Policy struct {
 //
 //	class          action
 //	permanent      fail now
+//	quota          fail now (A and C: nothing left of the lifetime quota)
 //	credentials    hand back (the configuration must be fixed)
 //	ceiling        hand back (another ceiling is in use)
 //	rate limited   pause app (not an attempt)
@@ -224,7 +233,7 @@ func (p Policy) Decide(err error, n Attempts) Action {
 	switch c {
 	case ClassNone:
 		return Done
-	case ClassPermanent:
+	case ClassPermanent, ClassQuota:
 		return FailNow
 	case ClassCredentials, ClassCeiling:
 		return HandBack

@@ -39,6 +39,13 @@ func TestDecide(t *testing.T) {
 		{"48001 unauthorized", we(wechat.CodeUnauthorized), Attempts{}, ClassPermanent, FailNow},
 		{"85096 scancode_time", we(wechat.CodeScancodeTime), Attempts{}, ClassPermanent, FailNow},
 		{"invalid request", fmt.Errorf("%w: scene", wechat.ErrInvalidRequest), Attempts{}, ClassPermanent, FailNow},
+		{"40159 invalid path", we(wechat.CodeInvalidPath), Attempts{}, ClassPermanent, FailNow},
+
+		// The lifetime quota of A and C: WeChat's 45029, or the ledger
+		// refusing the call before it is sent; never tried again.
+		{"45029 quota used", we(wechat.CodeLifetimeQuotaUsed), Attempts{}, ClassQuota, FailNow},
+		{"45029 after tries", we(wechat.CodeLifetimeQuotaUsed), Attempts{Tries: 5}, ClassQuota, FailNow},
+		{"ledger refuses", fmt.Errorf("getwxacode: appid wx: %w (100 of 100 used)", wechat.ErrQuotaExhausted), Attempts{}, ClassQuota, FailNow},
 
 		// Credentials are the configuration's fault: hand back.
 		{"credentials", fmt.Errorf("%w: %w", wechat.ErrNoToken, wechat.ErrCredentials), Attempts{}, ClassCredentials, HandBack},

@@ -2,6 +2,12 @@
 // not ended, it takes a slot under the app's ceiling, calls WeChat, checks
 // the image, stores it and records the scene.
 //
+// A campaign of interface B calls wxacode.getUnlimited with each scene; one
+// of interface A or C calls wxacode.get or createQRCode with each path,
+// under the same ceiling, and each call takes a unit of the app's
+// lifetime-quota ledger first (see wechat.Client.Get): a path the ledger
+// refuses, or that WeChat answers with 45029, fails at once (ClassQuota).
+//
 // What follows an error is one pure function, Policy.Decide (see its
 // table): permanent WeChat errors fail the scene at once with its errcode;
 // 45009 and 45011 pause the app for the whole fleet and retry the scene
@@ -48,9 +54,12 @@ type Limiter interface {
 	Pause(ctx context.Context, app string, d time.Duration) (time.Time, error)
 }
 
-// Codes makes codes with interface B.
+// Codes makes codes: with interface B, and with interfaces A and C under
+// the app's lifetime-quota ledger (*wechat.Client is one).
 type Codes interface {
 	GetUnlimited(ctx context.Context, req wechat.UnlimitedRequest) (wechat.Image, error)
+	Get(ctx context.Context, req wechat.CodeRequest) (wechat.Image, error)
+	CreateQRCode(ctx context.Context, req wechat.QRCodeRequest) (wechat.Image, error)
 }
 
 // Store keeps code images.
@@ -157,7 +166,8 @@ func (c Config) Validate() error {
 // Observer receives the events metrics count. Implementations must be safe
 // for concurrent use.
 type Observer interface {
-	// Called records one call of interface B: its latency, its WeChat
+	// Called records one call of WeChat (interface B, A or C; a call the
+	// quota ledger refused was not sent and is not recorded): its latency, its WeChat
 	// errcode (0 when none) and the Class of its error (ClassNone for an
 	// image).
 	Called(app string, latency time.Duration, errcode int, class Class)
@@ -461,15 +471,39 @@ func (r *batchRun) watch(ctx context.Context, halt func()) {
 	}
 }
 
-// scene takes one scene to its end, or leaves it pending. What follows an
-// error is Policy.Decide's to say.
+// maker makes one code: one call of the campaign's interface.
+type maker func(ctx context.Context) (wechat.Image, error)
+
+// request returns the call that makes an item's code (a scene for
+// interface B, a path for A and C) and the metadata stored with it, or
+// why the item cannot be asked for.
+func (r *batchRun) request(item string) (maker, storage.Meta, error) {
+	o := r.c.Options
+	switch r.c.Interface {
+	case campaign.InterfaceA:
+		req := wechat.CodeRequest{Path: item, Width: o.Width, AutoColor: o.AutoColor, LineColor: o.LineColor, IsHyaline: o.IsHyaline, EnvVersion: o.EnvVersion}
+		meta := storage.Meta{Path: storage.MetaPath(item), AppID: r.c.AppID}
+		return func(ctx context.Context) (wechat.Image, error) { return r.codes.Get(ctx, req) }, meta, req.Validate()
+	case campaign.InterfaceC:
+		req := wechat.QRCodeRequest{Path: item, Width: o.Width}
+		meta := storage.Meta{Path: storage.MetaPath(item), AppID: r.c.AppID}
+		return func(ctx context.Context) (wechat.Image, error) { return r.codes.CreateQRCode(ctx, req) }, meta, req.Validate()
+	case campaign.InterfaceB:
+		req := wechat.UnlimitedRequest{Scene: item, CodeOptions: o}
+		meta := storage.Meta{Scene: item, Page: o.Page, AppID: r.c.AppID}
+		return func(ctx context.Context) (wechat.Image, error) { return r.codes.GetUnlimited(ctx, req) }, meta, req.Validate()
+	}
+	return nil, storage.Meta{}, fmt.Errorf("campaign %s: unknown interface %q", r.c.Name, r.c.Interface)
+}
+
+// scene takes one scene (or path) to its end, or leaves it pending. What
+// follows an error is Policy.Decide's to say.
 func (r *batchRun) scene(ctx, waitCtx context.Context, stop <-chan struct{}, index int64, scene string, ranBefore bool) {
-	req := wechat.UnlimitedRequest{Scene: scene, CodeOptions: r.c.Options}
-	if err := req.Validate(); err != nil {
+	req, meta, err := r.request(scene)
+	if err != nil {
 		r.fail(ctx, index, scene, 0, "", err.Error())
 		return
 	}
-	meta := storage.Meta{Scene: scene, Page: r.c.Options.Page, AppID: r.c.AppID}
 	// A run that was cut short may have stored the image without
 	// recording it: look before paying again.
 	checked := !ranBefore
@@ -488,7 +522,7 @@ func (r *batchRun) scene(ctx, waitCtx context.Context, stop <-chan struct{}, ind
 			return
 		}
 		if !checked {
-			obj, found, err := r.findStored(ctx, scene)
+			obj, found, err := r.findStored(ctx, scene, meta)
 			if err != nil && r.h.circuit.isOpen() {
 				continue // the store is down: look again when it is back
 			}
@@ -562,8 +596,9 @@ func (r *batchRun) scene(ctx, waitCtx context.Context, stop <-chan struct{}, ind
 var errNotCalled = errors.New("call not made: the store fails")
 
 // call takes a slot and makes one call. code is the WeChat errcode of err
-// (0 when none).
-func (r *batchRun) call(ctx, waitCtx context.Context, req wechat.UnlimitedRequest) (wechat.Image, int, error) {
+// (0 when none). Calls of interfaces A and C take their slots under the
+// same ceiling as B's.
+func (r *batchRun) call(ctx, waitCtx context.Context, req maker) (wechat.Image, int, error) {
 	waitStart := time.Now()
 	if err := r.h.cfg.Limiter.Wait(waitCtx, r.c.AppID); err != nil {
 		return wechat.Image{}, 0, fmt.Errorf("%w: ceiling: %w", ErrRedis, err)
@@ -575,13 +610,14 @@ func (r *batchRun) call(ctx, waitCtx context.Context, req wechat.UnlimitedReques
 	// The call finishes even when a drain starts: the slot is spent and
 	// WeChat may already be generating the code.
 	callStart := time.Now()
-	img, err := r.codes.GetUnlimited(context.WithoutCancel(ctx), req)
+	img, err := req(context.WithoutCancel(ctx))
 	code := 0
 	var we *wechat.Error
 	if errors.As(err, &we) {
 		code = we.Code
 	}
-	if !errors.Is(err, wechat.ErrNoToken) { // nothing was sent without a token
+	// Nothing was sent without a token, or when the quota ledger refused.
+	if !errors.Is(err, wechat.ErrNoToken) && !errors.Is(err, wechat.ErrQuotaExhausted) {
 		r.h.cfg.Metrics.Called(r.c.AppID, time.Since(callStart), code, Classify(err))
 	}
 	return img, code, err
@@ -623,9 +659,10 @@ func (r *batchRun) storeFailed(err error) {
 	}
 }
 
-// findStored looks for the scene's image under either extension. An
-// error means the store could not tell.
-func (r *batchRun) findStored(ctx context.Context, scene string) (storage.Object, bool, error) {
+// findStored looks for the scene's image under either extension, made
+// from what meta says (its scene, or its path). An error means the store
+// could not tell.
+func (r *batchRun) findStored(ctx context.Context, scene string, meta storage.Meta) (storage.Object, bool, error) {
 	exts := []string{"jpg", "png"}
 	if r.c.Options.IsHyaline {
 		exts = []string{"png", "jpg"}
@@ -633,7 +670,7 @@ func (r *batchRun) findStored(ctx context.Context, scene string) (storage.Object
 	for _, ext := range exts {
 		key := storage.Key(r.c.Name, scene, ext)
 		obj, err := r.h.cfg.Store.Stat(ctx, key)
-		if err == nil && obj.Meta.Scene == scene && obj.SHA256 != "" {
+		if err == nil && sameItem(obj.Meta, meta, scene) && obj.SHA256 != "" {
 			return obj, true, nil
 		}
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
@@ -641,6 +678,16 @@ func (r *batchRun) findStored(ctx context.Context, scene string) (storage.Object
 		}
 	}
 	return storage.Object{}, false, nil
+}
+
+// sameItem reports whether a stored code was made from the item: the same
+// scene, or the same path. A file store without extended attributes knows
+// only the scene its key decodes to, which for A and C is the path.
+func sameItem(stored, want storage.Meta, item string) bool {
+	if want.Path == "" {
+		return stored.Scene == item
+	}
+	return stored.Path == want.Path || (stored.Path == "" && stored.Scene == item)
 }
 
 func (r *batchRun) succeed(ctx context.Context, index int64, obj storage.Object, found bool) {

@@ -30,6 +30,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // rig is a worker wired to real Redis, the simulator and a file store.
 type rig struct {
+	redis     *testenv.Redis
 	sim       *simulator.Server
 	campaigns *campaign.Store
 	store     storage.Store
@@ -113,7 +114,7 @@ func newRig(t *testing.T, simCfg simulator.Config, mod func(*Config)) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{sim: sim, campaigns: cfg.Campaigns, store: store, handler: h, obs: obs}
+	return &rig{redis: r, sim: sim, campaigns: cfg.Campaigns, store: store, handler: h, obs: obs}
 }
 
 func (rg *rig) create(t *testing.T, name, page string, scenes []string, batch int) campaign.Campaign {
