@@ -178,10 +178,12 @@ func exportCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "export CAMPAIGN",
 		Short: "List every scene of a campaign with its key and status",
-		Long: `List every scene of a campaign, one row each: scene, status (succeeded,
-failed or pending), key (the object key, prefix included), content_type, size
-(bytes), sha256 (lowercase hex of the stored bytes), errcode (0 when none) and
-error. CSV with a header line, or JSON lines with --format jsonl.
+		Long: `List every scene of a campaign, one row each: scene, path, status
+(succeeded, failed or pending), key (the object key, prefix included),
+content_type, size (bytes), sha256 (lowercase hex of the stored bytes),
+errcode (0 when none) and error. A row of interface B has its scene and an
+empty path; a row of interface A or C its path and an empty scene. CSV with a
+header line, or JSON lines with --format jsonl.
 
 CSV cells that a spreadsheet would run as a formula (starting with =, +, -, @,
 a tab or a carriage return) get a leading ' ; JSON lines keep every value as

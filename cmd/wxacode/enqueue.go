@@ -20,6 +20,7 @@ func init() { commands = append(commands, enqueueCommand) }
 
 type enqueueOptions struct {
 	campaign, page, scenes, rangeTmpl string
+	iface, paths                      string
 	from, to                          int64
 	width                             int
 	envVersion                        string
@@ -34,8 +35,8 @@ type enqueueOptions struct {
 func enqueueCommand(a *app) *cobra.Command {
 	o := &enqueueOptions{}
 	cmd := &cobra.Command{
-		Use:   "enqueue --campaign NAME --page PAGE (--scenes FILE|- | --range TEMPLATE --from A --to B)",
-		Short: "Validate scenes and enqueue a campaign",
+		Use:   "enqueue --campaign NAME (--page PAGE (--scenes FILE|- | --range TEMPLATE --from A --to B) | --interface a|c --paths FILE|-)",
+		Short: "Validate scenes (or paths) and enqueue a campaign",
 		Long: `Validate every scene, then record the campaign and enqueue its batches.
 
 Scenes come from a file (one per line, LF or CRLF, blank lines skipped), from
@@ -47,10 +48,24 @@ and counted.
 
 Running the same command again is harmless: the campaign is recognised and
 no batch is enqueued twice. The same name with other scenes or options is
-refused.`,
+refused.
+
+Interfaces A and C (--interface a|c --paths FILE|-): instead of a page and
+scenes, each line is a path, a page with its query such as
+pages/item/item?id=42 (A: up to 1024 bytes, C: up to 128; C makes the old
+square QR code). Use them for a few codes whose query does not fit a
+32-character scene; for bulk, use B (the default), which has no lifetime
+limit. A and C together may make at most 100,000 codes per app, ever
+(WeChat then answers 45029): the campaign is checked against what is left
+(the workers' ledger in Redis, less the paths still pending in the app's
+other A and C campaigns) and refused whole, exit 2 with how many remain,
+when it would pass it; the workers' ledger refuses any call past the limit
+too. A takes --width, --env-version, --auto-color, --line-color and
+--hyaline; C takes --width only; neither takes --page or --check-path.`,
 		Example: `  wxacode enqueue --campaign spring --page pages/product/index --scenes scenes.txt
   seq -f 'sku%08g' 1 1000 | wxacode enqueue --campaign spring --page pages/p/index --scenes -
-  wxacode enqueue --campaign boxes --page pages/p/index --range 'sku%08d' --from 1 --to 1000000 --priority low`,
+  wxacode enqueue --campaign boxes --page pages/p/index --range 'sku%08d' --from 1 --to 1000000 --priority low
+  wxacode enqueue --campaign vip --interface a --paths paths.txt --hyaline`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return a.runEnqueue(cmd, o) },
 	}
@@ -58,6 +73,8 @@ refused.`,
 	fs.StringVar(&o.campaign, "campaign", "", "campaign name: 1 to 64 of A-Z a-z 0-9 . _ - (required; part of every object key)")
 	fs.StringVar(&o.page, "page", "", `page the codes open, such as pages/index/index (no leading "/", no query; "" for the home page)`)
 	fs.StringVar(&o.scenes, "scenes", "", "file of scenes, one per line, or - for standard input")
+	fs.StringVar(&o.iface, "interface", "b", "WeChat interface: b (scenes, no lifetime limit), a or c (paths, 100,000 codes per app ever)")
+	fs.StringVar(&o.paths, "paths", "", "with --interface a or c: file of paths (page?query), one per line, or - for standard input")
 	fs.StringVar(&o.rangeTmpl, "range", "", "scene template with one %d or %x verb, such as sku%08d (with --from and --to)")
 	fs.Int64Var(&o.from, "from", 0, "first number of --range")
 	fs.Int64Var(&o.to, "to", 0, "last number of --range (inclusive)")
@@ -82,7 +99,15 @@ refused.`,
 var specFlags = map[string]string{
 	"campaign": "--campaign", "appid": "--appid/WECHAT_APPID", "page": "--page", "width": "--width",
 	"env_version": "--env-version", "line_color": "--line-color", "priority": "--priority",
-	"webhook": "--webhook",
+	"webhook": "--webhook", "interface": "--interface", "auto_color": "--auto-color",
+	"is_hyaline": "--hyaline", "check_path": "--check-path", "paths": "--paths",
+}
+
+// limitedRefused lists, for interfaces A and C, the flags each does not
+// take.
+var limitedRefused = map[campaign.Interface][]string{
+	campaign.InterfaceA: {"page", "scenes", "range", "from", "to", "check-path"},
+	campaign.InterfaceC: {"page", "scenes", "range", "from", "to", "check-path", "env-version", "hyaline", "auto-color", "line-color"},
 }
 
 func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
@@ -90,8 +115,26 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	if o.campaign == "" {
 		return usagef("enqueue: --campaign is required")
 	}
-	if !flagSet(fs, "page") {
-		return usagef(`enqueue: --page is required ("" for the home page)`)
+	iface, err := campaign.ParseInterface(o.iface)
+	if err != nil {
+		return usagef("--interface: %v", err)
+	}
+	if iface.Limited() {
+		for _, f := range limitedRefused[iface] {
+			if flagSet(fs, f) {
+				return usagef("--%s: interface %s does not take it (see wxacode enqueue --help)", f, iface)
+			}
+		}
+		if o.paths == "" {
+			return usagef("enqueue: --interface %s needs --paths FILE (or - for standard input)", iface)
+		}
+	} else {
+		if flagSet(fs, "paths") {
+			return usagef("--paths: interface b takes --scenes or --range; paths are for --interface a or c")
+		}
+		if !flagSet(fs, "page") {
+			return usagef(`enqueue: --page is required ("" for the home page)`)
+		}
 	}
 	if o.appid == "" {
 		return usagef("enqueue: --appid or WECHAT_APPID is required")
@@ -103,7 +146,6 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 		Page: o.page, CheckPath: o.checkPath, EnvVersion: o.envVersion, Width: o.width,
 		AutoColor: o.autoColor, IsHyaline: o.hyaline,
 	}
-	var err error
 	if opts.LineColor, err = wechat.ParseColor(o.lineColor); err != nil {
 		return usagef("--line-color: %v", err)
 	}
@@ -114,7 +156,13 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	if err != nil {
 		return usagef("--storage/STORAGE_URL: %v", err)
 	}
-	spec := producer.Spec{Name: o.campaign, AppID: o.appid, Options: opts, Priority: o.priority, KeyPrefix: prefix, Webhook: o.webhook}
+	if iface.Limited() {
+		opts.CheckPath = false // A and C have no check_path
+		if iface == campaign.InterfaceC {
+			opts = wechat.CodeOptions{Width: o.width}
+		}
+	}
+	spec := producer.Spec{Name: o.campaign, AppID: o.appid, Interface: iface, Options: opts, Priority: o.priority, KeyPrefix: prefix, Webhook: o.webhook}
 	var fe *producer.FieldError
 	if err := spec.Validate(); errors.As(err, &fe) {
 		return usagef("%s", fieldMessage(fe))
@@ -129,7 +177,20 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	}
 
 	var sc producer.Scenes
+	items := "scenes"
 	switch {
+	case iface.Limited():
+		items = "paths"
+		var r io.Reader = a.stdin
+		if o.paths != "-" {
+			f, err := os.Open(o.paths)
+			if err != nil {
+				return usagef("--paths: %v", err)
+			}
+			defer f.Close()
+			r = f
+		}
+		sc, err = producer.ReadPaths(r, iface)
 	case o.scenes != "" && o.rangeTmpl != "":
 		return usagef("enqueue: give --scenes or --range, not both")
 	case o.scenes != "":
@@ -156,19 +217,19 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 		for _, l := range inv.Lines {
 			fmt.Fprintln(a.stderr, l.Error())
 		}
-		return usagef("%d invalid scene(s): nothing enqueued", len(inv.Lines))
+		return usagef("%d invalid %s: nothing enqueued", len(inv.Lines), strings.TrimSuffix(items, "s")+"(s)")
 	}
 	if err != nil {
 		return usagef("%v", err)
 	}
 	if len(sc.List) == 0 {
-		return usagef("enqueue: no scenes: nothing enqueued")
+		return usagef("enqueue: no %s: nothing enqueued", items)
 	}
 	batches := (len(sc.List) + o.batchSize - 1) / o.batchSize
 	eta := producer.ETA(int64(len(sc.List)), lim.N, lim.Per)
 	if o.dryRun {
-		fmt.Fprintf(a.stdout, "dry run: campaign %s: %d scenes (%d duplicates dropped) in %d batches on queue %s; ETA at the ceiling %s: %s. Nothing enqueued.\n",
-			o.campaign, len(sc.List), sc.Duplicates, batches, queue, lim, formatETA(eta))
+		fmt.Fprintf(a.stdout, "dry run: campaign %s: %d %s (%d duplicates dropped) in %d batches on queue %s; ETA at the ceiling %s: %s. Nothing enqueued.\n",
+			o.campaign, len(sc.List), items, sc.Duplicates, batches, queue, lim, formatETA(eta))
 		return nil
 	}
 
@@ -179,7 +240,7 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	}
 	defer rdb.Close()
 	client := asynq.NewClientFromRedisClient(rdb)
-	cfg := producer.Config{BatchSize: o.batchSize}
+	cfg := producer.Config{BatchSize: o.batchSize, Ledger: wechat.QuotaLedger{Redis: rdb}}
 	if isTerminal(a.stderr) {
 		line := &liveLine{w: a.stderr}
 		cfg.Progress = func(done, total int) {
@@ -195,7 +256,11 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	}
 	sum, err := p.Enqueue(ctx, spec, sc.List)
 	if errors.Is(err, campaign.ErrExists) {
-		return usagef("campaign %s exists with other scenes or options: choose another name", o.campaign)
+		return usagef("campaign %s exists with other %s or options: choose another name", o.campaign, items)
+	}
+	var qe *producer.QuotaError
+	if errors.As(err, &qe) {
+		return usagef("%v", qe)
 	}
 	if err != nil {
 		return err
@@ -209,8 +274,8 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	if !sum.Created {
 		verb = "already known; re-enqueued what was missing"
 	}
-	fmt.Fprintf(a.stdout, "campaign %s %s: %d scenes (%d duplicates dropped), %d batches (%d new, %d already queued) on queue %s; ETA at the ceiling %s: %s\n",
-		o.campaign, verb, sum.Campaign.Total, sc.Duplicates, sum.Campaign.Batches, sum.Enqueued, sum.AlreadyQueued, queue, lim, formatETA(eta))
+	fmt.Fprintf(a.stdout, "campaign %s %s: %d %s (%d duplicates dropped), %d batches (%d new, %d already queued) on queue %s; ETA at the ceiling %s: %s\n",
+		o.campaign, verb, sum.Campaign.Total, items, sc.Duplicates, sum.Campaign.Batches, sum.Enqueued, sum.AlreadyQueued, queue, lim, formatETA(eta))
 	return nil
 }
 

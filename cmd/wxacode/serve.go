@@ -22,6 +22,7 @@ import (
 	"github.com/wxacode/wxacode/internal/metrics"
 	"github.com/wxacode/wxacode/producer"
 	"github.com/wxacode/wxacode/storage"
+	"github.com/wxacode/wxacode/wechat"
 )
 
 func init() { commands = append(commands, serveCommand) }
@@ -124,7 +125,7 @@ func (a *app) runServe(ctx context.Context, fs *pflag.FlagSet, o *serveOptions) 
 	}
 	campaigns := campaign.NewStore(rdb, "")
 	prod, err := producer.New(campaigns, asynq.NewClientFromRedisClient(rdb), producer.Config{
-		Tasks: asynq.NewInspectorFromRedisClient(rdb), Blobs: store,
+		Tasks: asynq.NewInspectorFromRedisClient(rdb), Blobs: store, Ledger: wechat.QuotaLedger{Redis: rdb},
 	})
 	if err != nil {
 		return err
