@@ -64,12 +64,25 @@ type Range struct {
 	To       int64  `json:"to"`
 }
 
-// Campaign is what Create asks for: Page and either Scenes or Range.
+// Campaign is what Create asks for: Page and either Scenes or Range; or,
+// for interface A or C, Paths.
 type Campaign struct {
-	// Page is the page the codes open; "" for the home page.
+	// Interface is "b" ("" too: wxacode.getUnlimited, scenes), "a"
+	// (wxacode.get) or "c" (createQRCode): paths, at most 100,000 codes per
+	// app ever for A and C together. A takes the options Width,
+	// EnvVersion, IsHyaline, AutoColor and LineColor; C takes Width only.
+	Interface string `json:"interface,omitempty"`
+	// Page is the page the codes open; "" for the home page. A and C take
+	// none: each path carries its own.
 	Page   string   `json:"page"`
 	Scenes []string `json:"scenes,omitempty"`
 	Range  *Range   `json:"range,omitempty"`
+	// Paths are the codes of interface A (up to 1024 bytes each) or C (up
+	// to 128): a page with its query, such as "pages/item/item?id=42". A
+	// campaign with more distinct paths than the app has left of its
+	// lifetime quota is refused: an *Error with StatusCode 400, Field
+	// "paths" and the figures in Quota.
+	Paths []string `json:"paths,omitempty"`
 	// AppID defaults to the server's WECHAT_APPID.
 	AppID   string   `json:"appid,omitempty"`
 	Options *Options `json:"options,omitempty"`
@@ -124,8 +137,22 @@ type Error struct {
 	Message    string `json:"error"`
 	// Field names the bad field of a Create.
 	Field string `json:"field"`
-	// Scenes lists every bad scene of a Create.
+	// Scenes lists every bad scene (or path) of a Create.
 	Scenes []SceneError `json:"errors"`
+	// Quota holds the figures of a campaign of interface A or C refused
+	// for the app's lifetime quota; nil otherwise.
+	Quota *Quota `json:"quota"`
+}
+
+// Quota says why a campaign of interface A or C was refused: it asked
+// more codes than remain (Limit - Used - Pending, Pending being the paths
+// still to make in the app's other A and C campaigns).
+type Quota struct {
+	Asked     int64 `json:"asked"`
+	Remaining int64 `json:"remaining"`
+	Limit     int64 `json:"limit"`
+	Used      int64 `json:"used"`
+	Pending   int64 `json:"pending"`
 }
 
 func (e *Error) Error() string {
@@ -236,7 +263,7 @@ func (c *Client) copyTo(ctx context.Context, path string, w io.Writer) error {
 }
 
 // Export writes the campaign's rows to w, as "csv" (with a header line)
-// or "jsonl": scene, status, key, content_type, size, sha256, errcode,
+// or "jsonl": scene, path, status, key, content_type, size, sha256, errcode,
 // error.
 func (c *Client) Export(ctx context.Context, name, format string, w io.Writer) error {
 	return c.copyTo(ctx, campaignPath(name)+"/export?format="+url.QueryEscape(format), w)

@@ -148,13 +148,28 @@ type errorBody struct {
 	Error string `json:"error"`
 	// Field names the bad field of a create.
 	Field string `json:"field,omitempty"`
-	// Errors lists every bad scene of a create.
+	// Errors lists every bad scene (or path) of a create.
 	Errors []SceneError `json:"errors,omitempty"`
+	// Quota holds the figures of a campaign of interface A or C refused
+	// for the lifetime quota.
+	Quota *quotaFigures `json:"quota,omitempty"`
 }
 
-// SceneError is one bad scene of a create.
+// quotaFigures say why a campaign of A or C was refused: it asked more
+// codes than remain (limit - used - pending in the app's other A and C
+// campaigns).
+type quotaFigures struct {
+	Asked     int64 `json:"asked"`
+	Remaining int64 `json:"remaining"`
+	Limit     int64 `json:"limit"`
+	Used      int64 `json:"used"`
+	Pending   int64 `json:"pending"`
+}
+
+// SceneError is one bad scene (or path) of a create.
 type SceneError struct {
-	// Index is the scene's 0-based index in the request's scenes.
+	// Index is the scene's 0-based index in the request's scenes (or
+	// paths).
 	Index  int64  `json:"index"`
 	Scene  string `json:"scene"`
 	Reason string `json:"reason"`

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"github.com/wxacode/wxacode/producer"
 	"github.com/wxacode/wxacode/simulator"
 	"github.com/wxacode/wxacode/storage"
+	"github.com/wxacode/wxacode/wechat"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -39,6 +41,7 @@ func newEnv(t *testing.T) env {
 	q := asynq.NewClientFromRedisClient(r.Client)
 	prod, err := producer.New(campaigns, q, producer.Config{
 		BatchSize: 10, Tasks: asynq.NewInspectorFromRedisClient(r.Client), Blobs: store,
+		Ledger: wechat.QuotaLedger{Redis: r.Client},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -245,6 +248,15 @@ func TestCreateBadFields(t *testing.T) {
 		{"trailing", "/api/v1/campaigns/c1", `{"page": "p", "scenes": ["a"]} {}`, ""},
 		{"bad template", "/api/v1/campaigns/c1", `{"page": "p", "range": {"template": "s", "from": 1, "to": 2}}`, "range"},
 		{"too many", "/api/v1/campaigns/c1", `{"page": "p", "range": {"template": "s%d", "from": 1, "to": 5000}}`, "range"},
+		{"interface", "/api/v1/campaigns/c1", `{"interface": "d", "paths": ["p?x=1"]}`, "interface"},
+		{"paths with b", "/api/v1/campaigns/c1", `{"page": "p", "paths": ["p?x=1"]}`, "paths"},
+		{"page with a", "/api/v1/campaigns/c1", `{"interface": "a", "page": "p", "paths": ["p?x=1"]}`, "page"},
+		{"scenes with c", "/api/v1/campaigns/c1", `{"interface": "c", "scenes": ["a"]}`, "scenes"},
+		{"range with a", "/api/v1/campaigns/c1", `{"interface": "a", "range": {"template": "s%d", "from": 1, "to": 2}}`, "range"},
+		{"no paths", "/api/v1/campaigns/c1", `{"interface": "a"}`, "paths"},
+		{"check_path with a", "/api/v1/campaigns/c1", `{"interface": "a", "paths": ["p?x=1"], "options": {"check_path": false}}`, "check_path"},
+		{"hyaline with c", "/api/v1/campaigns/c1", `{"interface": "c", "paths": ["p?x=1"], "options": {"is_hyaline": true}}`, "is_hyaline"},
+		{"paths not strings", "/api/v1/campaigns/c1", `{"interface": "a", "paths": [["x"]]}`, "paths"},
 	}
 	for _, tc := range tests {
 		code, resp := e.do(t, "PUT", tc.path, tc.body)
@@ -259,6 +271,53 @@ func TestCreateBadFields(t *testing.T) {
 	}
 	if n, err := e.r.Client.DBSize(t.Context()).Result(); err != nil || n != 0 {
 		t.Errorf("Redis holds %d keys (%v) after refused creates, want 0", n, err)
+	}
+}
+
+// TestCreateLimited: campaigns of interfaces A and C through the API: bad
+// paths by index (C's 128-byte limit applied whatever the field order),
+// the lifetime quota checked with its figures, nothing written when
+// refused.
+func TestCreateLimited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	long := strings.Repeat("p", 129)
+	body := `{"paths": ["pages/a?x=1", "` + long + `", "has space", "pages/a?x=1"], "interface": "c"}`
+	code, resp := e.do(t, "PUT", "/api/v1/campaigns/bad", body)
+	var eb errorBody
+	if err := json.Unmarshal([]byte(resp), &eb); err != nil || code != http.StatusBadRequest || eb.Field != "paths" {
+		t.Fatalf("PUT C with bad paths = %d %s, want 400 on paths", code, resp)
+	}
+	if len(eb.Errors) != 2 || eb.Errors[0].Index != 1 || eb.Errors[1].Index != 2 || !strings.Contains(eb.Errors[0].Reason, "at most 128") {
+		t.Errorf("bad paths %+v, want indices 1 (over 128 bytes) and 2", eb.Errors)
+	}
+	// The same long path is fine for A.
+	code, resp = e.do(t, "PUT", "/api/v1/campaigns/ok-a", `{"interface": "a", "paths": ["pages/a?x=1", "`+long+`", "pages/a?x=1"], "options": {"is_hyaline": true}}`)
+	if st := status(t, resp); code != http.StatusCreated || st.Total != 2 || st.Interface != campaign.InterfaceA || st.Page != "" {
+		t.Fatalf("PUT A = %d %s, want 201 with 2 paths, interface a", code, resp)
+	}
+	// 100,000 - 99,990 used - 2 pending in ok-a = 8 left.
+	if err := e.r.Client.Set(t.Context(), wechat.QuotaKey(simulator.DemoAppID), 99_990, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	paths := make([]string, 9)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("%q", fmt.Sprintf("pages/b?id=%d", i))
+	}
+	code, resp = e.do(t, "PUT", "/api/v1/campaigns/too-many", `{"interface": "c", "paths": [`+strings.Join(paths, ",")+`]}`)
+	eb = errorBody{}
+	if err := json.Unmarshal([]byte(resp), &eb); err != nil || code != http.StatusBadRequest || eb.Field != "paths" || eb.Quota == nil {
+		t.Fatalf("PUT past the quota = %d %s, want 400 on paths with the figures", code, resp)
+	}
+	if want := (quotaFigures{Asked: 9, Remaining: 8, Limit: 100_000, Used: 99_990, Pending: 2}); *eb.Quota != want || !strings.Contains(eb.Error, "9 codes asked, 8 of 100,000 remain") {
+		t.Errorf("quota refusal %s, want figures %+v", resp, want)
+	}
+	if keys, _ := e.r.Client.Keys(t.Context(), "*too-many*").Result(); len(keys) > 0 {
+		t.Errorf("refused campaign left %q in Redis", keys)
+	}
+	code, resp = e.do(t, "PUT", "/api/v1/campaigns/fits", `{"interface": "c", "paths": [`+strings.Join(paths[:8], ",")+`]}`)
+	if code != http.StatusCreated {
+		t.Errorf("PUT of exactly what is left = %d %s, want 201", code, resp)
 	}
 }
 

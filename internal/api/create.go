@@ -19,17 +19,27 @@ import (
 
 // createRequest is the body of PUT /api/v1/campaigns/{name}.
 type createRequest struct {
-	Page     *string
-	AppID    string
-	Options  wechat.CodeOptions
-	Priority string
-	Webhook  string
-	Range    *rangeRequest
+	// Interface is b (the default), a or c, as given.
+	Interface string
+	Page      *string
+	AppID     string
+	Options   wechat.CodeOptions
+	Priority  string
+	Webhook   string
+	Range     *rangeRequest
 	// Scenes holds the distinct valid scenes, in first-seen order; Bad
 	// every invalid one.
 	Scenes    []string
 	HasScenes bool
 	Bad       []SceneError
+	// Paths holds the distinct paths of interface A or C, each checked
+	// against A's 1024 bytes (the interface may come after them); OverC
+	// those longer than C's 128, which C refuses.
+	Paths    []string
+	HasPaths bool
+	OverC    []SceneError
+	// Given names the options the body set.
+	Given []string
 }
 
 type rangeRequest struct {
@@ -83,7 +93,7 @@ func decodeCreate(r io.Reader, maxScenes int) (*createRequest, error) {
 				return nil, bad("page", "page: want a string")
 			}
 			req.Page = &p
-		case "appid", "priority", "webhook":
+		case "appid", "priority", "webhook", "interface":
 			var s string
 			if err := dec.Decode(&s); err != nil {
 				return nil, bad(key, "%s: want a string", key)
@@ -93,6 +103,8 @@ func decodeCreate(r io.Reader, maxScenes int) (*createRequest, error) {
 				req.AppID = s
 			case "priority":
 				req.Priority = s
+			case "interface":
+				req.Interface = s
 			default:
 				req.Webhook = s
 			}
@@ -102,6 +114,7 @@ func decodeCreate(r io.Reader, maxScenes int) (*createRequest, error) {
 				return nil, bad("options", "options: %v", err)
 			}
 			opts := &req.Options
+			req.Given = o.given()
 			if o.Width != nil {
 				opts.Width = *o.Width
 			}
@@ -127,6 +140,10 @@ func decodeCreate(r io.Reader, maxScenes int) (*createRequest, error) {
 			}
 		case "scenes":
 			if err := req.readScenes(dec, maxScenes); err != nil {
+				return nil, err
+			}
+		case "paths":
+			if err := req.readPaths(dec, maxScenes); err != nil {
 				return nil, err
 			}
 		default:
@@ -177,6 +194,94 @@ func (req *createRequest) readScenes(dec *json.Decoder, maxScenes int) error {
 	return nil
 }
 
+// given names the options set, by their JSON names.
+func (o optionsRequest) given() []string {
+	var out []string
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"width", o.Width != nil}, {"env_version", o.EnvVersion != nil}, {"check_path", o.CheckPath != nil},
+		{"is_hyaline", o.IsHyaline != nil}, {"auto_color", o.AutoColor != nil}, {"line_color", o.LineColor != nil},
+	} {
+		if f.set {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
+// readPaths reads the paths array one token at a time, as readScenes.
+func (req *createRequest) readPaths(dec *json.Decoder, maxPaths int) error {
+	if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+		return &badRequest{"paths", errors.New("paths: want an array of strings")}
+	}
+	req.HasPaths = true
+	for i := int64(0); dec.More(); i++ {
+		if i >= int64(maxPaths) {
+			return &badRequest{"paths", fmt.Errorf("paths: more than %d in one campaign", maxPaths)}
+		}
+		t, err := dec.Token()
+		if err != nil {
+			return &badRequest{"paths", fmt.Errorf("paths[%d]: %v", i, err)}
+		}
+		s, ok := t.(string)
+		if !ok {
+			if _, nested := t.(json.Delim); nested {
+				return &badRequest{"paths", fmt.Errorf("paths[%d]: want a string", i)}
+			}
+			req.Bad = append(req.Bad, SceneError{Index: i, Scene: fmt.Sprint(t), Reason: "not a string"})
+			continue
+		}
+		if err := wechat.ValidatePath(s, wechat.MaxCodePathLen); err != nil {
+			req.Bad = append(req.Bad, SceneError{Index: i, Scene: s, Reason: err.Error()})
+			continue
+		}
+		if err := wechat.ValidatePath(s, wechat.MaxQRCodePathLen); err != nil {
+			req.OverC = append(req.OverC, SceneError{Index: i, Scene: s, Reason: err.Error()})
+		}
+		req.Paths = append(req.Paths, s)
+	}
+	if _, err := dec.Token(); err != nil {
+		return &badRequest{"paths", fmt.Errorf("paths: %v", err)}
+	}
+	req.Paths = distinct(req.Paths)
+	return nil
+}
+
+// limitedTakes lists the options interfaces A and C take.
+var limitedTakes = map[campaign.Interface][]string{
+	campaign.InterfaceA: {"width", "env_version", "is_hyaline", "auto_color", "line_color"},
+	campaign.InterfaceC: {"width"},
+}
+
+// checkLimited checks a create of interface A or C: paths and no page,
+// scenes, range or option the interface does not take. It returns the
+// bad paths (C refuses those over 128 bytes).
+func (req *createRequest) checkLimited(iface campaign.Interface) ([]SceneError, *errorBody) {
+	switch {
+	case req.Page != nil && *req.Page != "":
+		return nil, &errorBody{Error: fmt.Sprintf("page %q: interface %s takes no page: each path carries its own", *req.Page, iface), Field: "page"}
+	case req.HasScenes:
+		return nil, &errorBody{Error: fmt.Sprintf("scenes: interface %s takes paths", iface), Field: "scenes"}
+	case req.Range != nil:
+		return nil, &errorBody{Error: fmt.Sprintf("range: interface %s takes paths", iface), Field: "range"}
+	case !req.HasPaths:
+		return nil, &errorBody{Error: fmt.Sprintf("paths (an array of strings) is required for interface %s", iface), Field: "paths"}
+	}
+	for _, g := range req.Given {
+		if !slices.Contains(limitedTakes[iface], g) {
+			return nil, &errorBody{Error: fmt.Sprintf("options.%s: interface %s does not take it", g, iface), Field: g}
+		}
+	}
+	bad := req.Bad
+	if iface == campaign.InterfaceC && len(req.OverC) > 0 {
+		bad = append(slices.Clone(bad), req.OverC...)
+		slices.SortFunc(bad, func(a, b SceneError) int { return cmp.Compare(a.Index, b.Index) })
+	}
+	return bad, nil
+}
+
 // distinct drops the scenes that came before, keeping first-seen order.
 // It sorts indices rather than filling a set: a third of the memory for
 // a million scenes.
@@ -218,8 +323,24 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	iface, err := campaign.ParseInterface(req.Interface)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error(), Field: "interface"})
+		return
+	}
 	scenes, bad := req.Scenes, req.Bad
+	items := "scene"
 	switch {
+	case iface.Limited():
+		var eb *errorBody
+		if bad, eb = req.checkLimited(iface); eb != nil {
+			writeJSON(w, http.StatusBadRequest, eb)
+			return
+		}
+		scenes, items = req.Paths, "path"
+	case req.HasPaths:
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "paths: interface b takes scenes or range; paths are for interface a or c", Field: "paths"})
+		return
 	case req.Page == nil:
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: `page is required ("" for the home page)`, Field: "page"})
 		return
@@ -249,16 +370,21 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(bad) > 0 {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("%d invalid scene(s): nothing written", len(bad)), Field: "scenes", Errors: bad})
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("%d invalid %s(s): nothing written", len(bad), items), Field: items + "s", Errors: bad})
 		return
 	}
 	if len(scenes) == 0 {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "no scenes: nothing written", Field: "scenes"})
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("no %ss: nothing written", items), Field: items + "s"})
 		return
 	}
-	req.Options.Page = *req.Page
+	if req.Page != nil && !iface.Limited() {
+		req.Options.Page = *req.Page
+	}
+	if iface.Limited() {
+		req.Options.CheckPath = false // A and C have no check_path
+	}
 	spec := producer.Spec{
-		Name: name, AppID: req.AppID, Options: req.Options, Priority: req.Priority,
+		Name: name, AppID: req.AppID, Interface: iface, Options: req.Options, Priority: req.Priority,
 		KeyPrefix: h.cfg.KeyPrefix, Webhook: req.Webhook,
 	}
 	if spec.AppID == "" {
@@ -278,7 +404,14 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	ctx := context.WithoutCancel(r.Context())
 	sum, err := h.cfg.Producer.Enqueue(ctx, spec, scenes)
 	if errors.Is(err, campaign.ErrExists) {
-		writeError(w, http.StatusConflict, "campaign "+name+" exists with other scenes or options")
+		writeError(w, http.StatusConflict, "campaign "+name+" exists with other "+items+"s or options")
+		return
+	}
+	var qe *producer.QuotaError
+	if errors.As(err, &qe) {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: qe.Error(), Field: "paths", Quota: &quotaFigures{
+			Asked: qe.Asked, Remaining: qe.Remaining, Limit: qe.Limit, Used: qe.Used, Pending: qe.Pending,
+		}})
 		return
 	}
 	if err != nil {
