@@ -117,6 +117,15 @@ func (i Interface) MaxPathLen() int {
 	return 0
 }
 
+// ValidateItem reports why item cannot be an item of the interface's
+// campaigns: a scene for B, a path for A and C.
+func (i Interface) ValidateItem(item string) error {
+	if i.Limited() {
+		return wechat.ValidatePath(item, i.MaxPathLen())
+	}
+	return wechat.ValidateScene(item)
+}
+
 // Campaign is a campaign's record.
 type Campaign struct {
 	// Name names the campaign; it is part of every object key.

@@ -13,7 +13,6 @@ import (
 	"github.com/wxacode/wxacode/campaign"
 	"github.com/wxacode/wxacode/internal/imagetype"
 	"github.com/wxacode/wxacode/storage"
-	"github.com/wxacode/wxacode/wechat"
 )
 
 // counter counts what a response has written, so an error before the
@@ -85,8 +84,9 @@ func (h *Handler) code(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if wechat.ValidateScene(scene) != nil {
-		writeError(w, http.StatusNotFound, "scene "+scene+" is not a scene of campaign "+name)
+	// A scene for interface B, a path for A and C.
+	if c.Interface.ValidateItem(scene) != nil {
+		writeError(w, http.StatusNotFound, scene+" is not an item of campaign "+name)
 		return
 	}
 	for _, ct := range []string{imagetype.JPEG, imagetype.PNG} {
@@ -104,7 +104,7 @@ func (h *Handler) code(w http.ResponseWriter, r *http.Request) {
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 		return
 	}
-	writeError(w, http.StatusNotFound, "scene "+scene+" of campaign "+name+" has no stored code (not succeeded)")
+	writeError(w, http.StatusNotFound, scene+" of campaign "+name+" has no stored code (not succeeded)")
 }
 
 // archiveAhead is how many codes an archive fetches at once: storage

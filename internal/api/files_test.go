@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -33,7 +34,7 @@ func TestCodeAndArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	campaigns := campaign.NewStore(e.r.Client, "")
-	prod, err := producer.New(campaigns, asynq.NewClientFromRedisClient(e.r.Client), producer.Config{BatchSize: 7})
+	prod, err := producer.New(campaigns, asynq.NewClientFromRedisClient(e.r.Client), producer.Config{BatchSize: 7, Ledger: wechat.QuotaLedger{Redis: e.r.Client}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,6 +88,26 @@ func TestCodeAndArchive(t *testing.T) {
 	}
 	if resp, _ := serve("/api/v1/campaigns/zip/codes/s29"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("code of a pending scene = %d, want 404", resp.StatusCode)
+	}
+
+	// A code of interface A is found by its path, percent-encoded.
+	path := "pages/item/item?id=42&from=box"
+	asum, err := prod.Enqueue(ctx, producer.Spec{Name: "vip", AppID: simulator.DemoAppID, Interface: campaign.InterfaceA}, []string{path, "pages/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := store.Put(ctx, storage.Key("vip", path, "jpg"), []byte("\xff\xd8\xff\xe0 a jpeg"), storage.Meta{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := campaigns.MarkSucceeded(ctx, asum.Campaign, 0, campaign.Result{ContentType: obj.ContentType, Size: obj.Size, SHA256: obj.SHA256}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := serve("/api/v1/campaigns/vip/codes/" + url.PathEscape(path)); resp.StatusCode != 200 || resp.Header.Get("ETag") != `"`+obj.SHA256+`"` || !bytes.HasPrefix(body, []byte("\xff\xd8")) {
+		t.Errorf("code of path %s = %d %v", path, resp.StatusCode, resp.Header)
+	}
+	if resp, _ := serve("/api/v1/campaigns/vip/codes/pages%2Fx"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("code of a pending path = %d, want 404", resp.StatusCode)
 	}
 
 	resp, body = serve("/api/v1/campaigns/zip/archive.zip")
