@@ -213,6 +213,9 @@ func TestPages(t *testing.T) {
 		`<td>41030</td><td>permanent: page does not exist or is not published</td><td class="n">2</td>`,
 		`<meta http-equiv="refresh" content="3">`,
 		`href="/monitoring/"`,
+		// No worker serves either app.
+		`<b>Unserved:</b> no running worker serves app wx00000000000000a1.`,
+		`app wx00000000000000a2 (0 workers) · page pages/index`,
 	} {
 		if !strings.Contains(index.body, want) {
 			t.Errorf("GET / lacks %q:\n%s", want, index.body)
@@ -225,6 +228,33 @@ func TestPages(t *testing.T) {
 	if one.code != http.StatusOK || !strings.Contains(one.body, "Campaign spring") || strings.Contains(one.body, "urgent") ||
 		!strings.Contains(one.body, "wxacode retry spring") {
 		t.Errorf("GET /campaigns/spring = %d:\n%s", one.code, one.body)
+	}
+}
+
+// TestPagesServedAndLimited: a campaign whose app a live worker serves is
+// not marked unserved, and one of interface A shows its interface, not a
+// page.
+func TestPagesServedAndLimited(t *testing.T) {
+	t.Parallel()
+	r, srv := fixture(t, dashboard.Config{})
+	store := campaign.NewStore(r.Client, "")
+	if err := store.Register(t.Context(), "w1", []string{"wx00000000000000a1"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	p, err := producer.New(store, asynq.NewClientFromRedisClient(r.Client), producer.Config{Ledger: wechat.QuotaLedger{Redis: r.Client}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Enqueue(t.Context(), producer.Spec{Name: "vip", AppID: "wx00000000000000a1", Interface: campaign.InterfaceA}, []string{"pages/item/item?id=42"}); err != nil {
+		t.Fatal(err)
+	}
+	spring := get(t, srv.URL+"/campaigns/spring", nil)
+	if !strings.Contains(spring.body, "app wx00000000000000a1 (1 worker) · page pages/item") || strings.Contains(spring.body, "Unserved") {
+		t.Errorf("GET /campaigns/spring with a worker serving its app:\n%s", spring.body)
+	}
+	vip := get(t, srv.URL+"/campaigns/vip", nil)
+	if !strings.Contains(vip.body, "interface a (paths, lifetime quota)") {
+		t.Errorf("GET /campaigns/vip does not show interface a:\n%s", vip.body)
 	}
 }
 
