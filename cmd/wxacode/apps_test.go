@@ -210,8 +210,13 @@ func (m manyApps) run(t testing.TB, r *testenv.Redis) manyAppsRun {
 			scenes[j] = fmt.Sprintf("a%d-%d", i, j)
 		}
 		name := fmt.Sprintf("app%02d", i)
-		if _, stderr, code := run(t, env, strings.Join(scenes, "\n"), "enqueue", "--campaign", name, "--appid", m.appid(i), "--page", "pages/p/index", "--scenes", "-", "--batch-size", "40"); code != 0 {
+		_, stderr, code := run(t, env, strings.Join(scenes, "\n"), "enqueue", "--campaign", name, "--appid", m.appid(i), "--page", "pages/p/index", "--scenes", "-", "--batch-size", "40")
+		if code != 0 {
 			t.Fatalf("enqueue %s: exit %d: %s", name, code, stderr)
+		}
+		// No worker runs yet.
+		if !strings.Contains(stderr, "note: no running worker serves "+m.appid(i)+" yet") {
+			t.Errorf("enqueue %s did not say that no worker serves its app: %q", name, stderr)
 		}
 		if i < m.apps {
 			out.codes += n

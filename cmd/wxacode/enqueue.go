@@ -250,7 +250,8 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 			}
 		}
 	}
-	p, err := producer.New(campaign.NewStore(rdb, ""), client, cfg)
+	store := campaign.NewStore(rdb, "")
+	p, err := producer.New(store, client, cfg)
 	if err != nil {
 		return err
 	}
@@ -276,6 +277,9 @@ func (a *app) runEnqueue(cmd *cobra.Command, o *enqueueOptions) error {
 	}
 	fmt.Fprintf(a.stdout, "campaign %s %s: %d %s (%d duplicates dropped), %d batches (%d new, %d already queued) on queue %s; ETA at the ceiling %s: %s\n",
 		o.campaign, verb, sum.Campaign.Total, items, sc.Duplicates, sum.Campaign.Batches, sum.Enqueued, sum.AlreadyQueued, queue, lim, formatETA(eta))
+	if served, err := store.Served(ctx); err == nil && served[o.appid] == 0 && !sum.Campaign.Done() {
+		fmt.Fprintf(a.stderr, "note: no running worker serves %s yet: the campaign waits until a worker with it in WXACODE_APPS or WECHAT_APPID starts\n", o.appid)
+	}
 	return nil
 }
 
