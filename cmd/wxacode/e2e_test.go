@@ -321,6 +321,23 @@ func exportRows(t *testing.T, env []string, name string) []map[string]string {
 	return rows
 }
 
+// getObject reads an object of the bucket and the lowercase hex SHA-256
+// of its bytes.
+func getObject(t testing.TB, s3c *s3.Client, bucket, key string) ([]byte, string) {
+	t.Helper()
+	obj, err := s3c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	defer obj.Body.Close()
+	body, err := io.ReadAll(obj.Body)
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	sum := sha256.Sum256(body)
+	return body, hex.EncodeToString(sum[:])
+}
+
 func e2eScenes(n int) []string {
 	special := []string{"a/b", "q?x=1", "h#1", "a&b=c", "..", ".", "~", "(x)", "x.y.z", "../etc", "A=1&B=2", "CON", "con", "~/.", "id=7&from=poster", "a(b)c~d.e"}
 	out := append([]string{}, special...)
@@ -474,17 +491,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("key %s listed twice", row["key"])
 		}
 		keys[row["key"]] = true
-		obj, err := s3c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(m.Bucket), Key: aws.String(row["key"])})
-		if err != nil {
-			t.Fatalf("get %s: %v", row["key"], err)
-		}
-		body, err := io.ReadAll(obj.Body)
-		obj.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(body)
-		got := hex.EncodeToString(sum[:])
+		body, got := getObject(t, s3c, m.Bucket, row["key"])
 		if got != row["sha256"] {
 			t.Fatalf("%s: sha256 %s, export says %s", row["key"], got, row["sha256"])
 		}

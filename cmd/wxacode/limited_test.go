@@ -5,11 +5,8 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 	"syscall"
 	"testing"
@@ -158,17 +155,8 @@ func TestLimitedEndToEnd(t *testing.T) {
 			} else if want := "pages(2f)" + tc.name[len("kind-"):] + "(2f)index(3f)id(3d)"; !strings.HasPrefix(row["key"], tc.name+"/"+want) {
 				t.Errorf("%s: key %q, want the readable %s/%s…", tc.paths[i], row["key"], tc.name, want)
 			}
-			obj, err := s3c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(m.Bucket), Key: aws.String(row["key"])})
-			if err != nil {
-				t.Fatalf("get %s: %v", row["key"], err)
-			}
-			body, err := io.ReadAll(obj.Body)
-			obj.Body.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			sum := sha256.Sum256(body)
-			if hex.EncodeToString(sum[:]) != row["sha256"] {
+			body, sum := getObject(t, s3c, m.Bucket, row["key"])
+			if sum != row["sha256"] {
 				t.Fatalf("%s: bytes differ from the export's sha256", row["key"])
 			}
 			if i%5 == 0 || tc.paths[i] == long {
